@@ -1,0 +1,48 @@
+"""segcam: explain what a semantic-segmentation network looked at.
+
+>>> import segcam
+>>> explainer = segcam.Explainer(model)                                    # doctest: +SKIP
+>>> target = segcam.Target(cls=3, region=segcam.regions.pixel(120, 64))    # doctest: +SKIP
+>>> exp = explainer.explain(image, target, method="seg-xres-cam", window=2)  # doctest: +SKIP
+>>> exp.heatmap  # float32 numpy map in [0, 1] of the image's spatial shape  # doctest: +SKIP
+"""
+
+from . import models, regions
+from .errors import (
+    ImageError,
+    LayerError,
+    LayerNotFoundError,
+    ModelError,
+    RegionError,
+    SegcamError,
+    SegcamWarning,
+    TargetError,
+)
+from .explainer import Explainer, Explanation, Forward, explain
+from .layers import LayerInfo
+from .methods import METHODS, CamMethod, register
+from .targets import Target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Explainer",
+    "Explanation",
+    "Forward",
+    "Target",
+    "LayerInfo",
+    "regions",
+    "explain",
+    "METHODS",
+    "CamMethod",
+    "register",
+    "SegcamError",
+    "SegcamWarning",
+    "ImageError",
+    "LayerError",
+    "LayerNotFoundError",
+    "ModelError",
+    "RegionError",
+    "TargetError",
+    "__version__",
+]

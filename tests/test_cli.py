@@ -1,0 +1,99 @@
+"""The command line and the pictures it writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcam import cli
+from segcam.demo import demo_scene
+from segcam.io import load_image, save_image
+
+
+@pytest.fixture
+def scene(tmp_path):
+    path = tmp_path / "scene.png"
+    save_image(path, demo_scene(64))
+    return path
+
+
+def test_demo_writes_a_figure(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert cli.main(["demo", "-o", str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.size[0] > 800 and img.size[1] > 200
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "region",
+    [["--pixel", "20,22"], ["--box", "5,5,30,40"], ["--polygon", "5,5;5,40;30,20"], ["--all"]],
+)
+def test_explain_writes_overlay_and_heatmap(tmp_path, scene, region):
+    overlay, npy = tmp_path / "overlay.png", tmp_path / "heat.npy"
+    argv = ["explain", str(scene), "--class", "2", *region, "--method", "seg-xres-cam",
+            "--window", "2x1", "--pool", "mean", "-o", str(overlay), "--save-npy", str(npy)]
+    assert cli.main(argv) == 0
+    heat = np.load(npy)
+    assert heat.shape == (64, 64) and heat.dtype == np.float32
+    assert 0 <= heat.min() and heat.max() <= 1 and np.isfinite(heat).all()
+    with Image.open(overlay) as img:
+        assert img.mode in ("RGB", "RGBA")
+
+
+def test_explain_with_mask_file_and_several_layers(tmp_path, scene):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:20, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    argv = ["explain", str(scene), "--class", "1", "--mask", str(tmp_path / "mask.png"),
+            "--layer", "downs.1", "downs.2", "--save-npy", str(tmp_path / "h.npy")]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "h-downs_1.npy").exists() and (tmp_path / "h-downs_2.npy").exists()
+
+
+def test_layers_command_names_the_default(capsys):
+    assert cli.main(["layers"]) == 0
+    out = capsys.readouterr().out
+    assert "downs.2" in out and "default layer (bottleneck): downs.2" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--class", "1", "--pixel", "999,5"], "outside the image"),
+        (["--class", "9"], "out of range"),
+        (["--class", "1", "--layer", "down.2"], "Closest names"),
+        (["--class", "1", "--pixel", "3"], "--pixel takes 2 or 3"),
+        (["--class", "1", "--window", "2"], "only applies to seg-xres-cam"),
+        (["--class", "1", "--model", "resnet"], "unknown model"),
+    ],
+)
+def test_bad_input_gives_a_one_line_error(scene, capsys, argv, message):
+    assert cli.main(["explain", str(scene), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_image_file(tmp_path, capsys):
+    assert cli.main(["explain", str(tmp_path / "nope.png"), "--class", "1"]) == 2
+    assert "no image file" in capsys.readouterr().err
+
+
+def test_grey_and_npy_images_load(tmp_path):
+    Image.fromarray(np.full((8, 9), 128, np.uint8)).save(tmp_path / "g.png")
+    grey = load_image(tmp_path / "g.png")
+    assert grey.shape == (1, 8, 9) and abs(float(grey.max()) - 128 / 255) < 1e-6
+    assert load_image(tmp_path / "g.png", channels=3).shape == (3, 8, 9)
+    np.save(tmp_path / "v.npy", np.zeros((1, 4, 5, 6), np.float32))
+    assert load_image(tmp_path / "v.npy").shape == (1, 4, 5, 6)
+
+
+def test_console_script_entry_point(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "segcam.cli", "demo", "-o", str(tmp_path / "d.png")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "d.png").exists()

@@ -1,0 +1,146 @@
+"""The user's model is left exactly as it was: modes, flags, gradients, hooks, weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import segcam
+from segcam import Target, regions
+from segcam.models import UNet
+
+
+class Boom(RuntimeError):
+    pass
+
+
+class Fragile(nn.Module):
+    """A U-Net with a switch that makes its forward fail after the hooked layers ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.unet = UNet(3, 4, width=4, depth=2)
+        self.fail = False
+
+    def forward(self, x):
+        out = self.unet(x)
+        if self.fail:
+            raise Boom("failure inside the model")
+        return out
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "modes": {n: m.training for n, m in model.named_modules()},
+        "flags": {n: p.requires_grad for n, p in model.named_parameters()},
+        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+    }
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in model.modules()
+    )
+
+
+def assert_untouched(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["modes"] == before["modes"]
+    assert after["flags"] == before["flags"]
+    for name, grad in before["grads"].items():
+        now = after["grads"][name]
+        assert (grad is None and now is None) or torch.equal(grad, now), name
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key  # bit-identical weights and BN stats
+    assert hook_count(model) == 0
+
+
+@pytest.fixture
+def model() -> Fragile:
+    torch.manual_seed(0)
+    m = Fragile()
+    m.train()  # the user is mid-training ...
+    m.unet.stem[1].eval()  # ... with one BatchNorm frozen
+    m.unet.head.weight.requires_grad_(False)  # and one parameter frozen
+    m.unet.ups[0].up.weight.grad = torch.ones_like(m.unet.ups[0].up.weight)  # an existing grad
+    return m
+
+
+def test_normal_call_leaves_model_untouched(model):
+    before = snapshot(model)
+    x = torch.randn(2, 3, 16, 16)
+    ex = segcam.Explainer(model)
+    ex.explain(x, Target(1, regions.pixel(3, 3)), method="seg-xres-cam", layer=["unet.downs.1", "unet.stem"])
+    ex.explain_many(x, [Target(c) for c in range(4)], backward="batched")
+    ex.explain_many(x, [Target(c) for c in range(4)], backward="loop")
+    ex.layers(x)
+    fwd = ex.forward(x)
+    ex.explain(fwd, Target(2))
+    assert_untouched(model, before)
+    assert torch.is_grad_enabled()
+
+
+def test_explain_results_hold_no_graph(model):
+    exp = segcam.Explainer(model).explain(torch.randn(3, 16, 16), Target(0))
+    for t in (exp.map, exp.layer_map, exp.raw, exp.score):
+        assert t.grad_fn is None and not t.requires_grad
+
+
+@pytest.mark.parametrize(
+    "break_it, error",
+    [
+        (lambda m: setattr(m, "fail", True), segcam.ModelError),  # inside the forward
+        (lambda m: None, segcam.RegionError),  # after the forward, while resolving the region
+    ],
+)
+def test_failing_call_leaves_model_untouched(model, break_it, error):
+    before = snapshot(model)
+    break_it(model)
+    target = Target(0, regions.pixel(99, 99))
+    with pytest.raises(error):
+        segcam.Explainer(model).explain(torch.randn(3, 16, 16), target)
+    model.fail = False
+    assert_untouched(model, before)
+
+
+def test_failing_layer_survey_and_method_leave_model_untouched(model):
+    before = snapshot(model)
+    model.fail = True
+    with pytest.raises(segcam.ModelError, match="failure inside the model"):
+        segcam.Explainer(model).layers(torch.randn(3, 16, 16))
+    model.fail = False
+    with pytest.raises(segcam.SegcamError, match="window"):
+        segcam.Explainer(model).explain(torch.randn(3, 16, 16), Target(0), method="seg-xres-cam",
+                                        layer="unet.downs.1", window=(2, 2, 2))
+    assert_untouched(model, before)
+
+
+def test_keyboard_interrupt_in_forward_restores_state(model):
+    before = snapshot(model)
+
+    def interrupt(module, args, output):
+        raise KeyboardInterrupt
+
+    handle = model.unet.head.register_forward_hook(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        segcam.Explainer(model).explain(torch.randn(3, 16, 16), Target(0), layer="unet.downs.1")
+    handle.remove()
+    assert_untouched(model, before)
+
+
+def test_no_parameter_gradient_and_no_backward_below_the_layer(model):
+    """Gradients stop at the captured layer: parameters are never part of the graph."""
+    seen = []
+    handles = [p.register_hook(lambda g: seen.append("param")) for p in model.parameters()
+               if p.requires_grad]
+    handles.append(model.unet.stem.register_full_backward_hook(lambda *a: seen.append("stem")))
+    try:
+        segcam.Explainer(model).explain(torch.randn(3, 16, 16), Target(0), layer="unet.downs.0")
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == []
