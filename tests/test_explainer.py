@@ -446,3 +446,22 @@ def test_explain_many_needs_a_list():
 def test_not_a_module():
     with pytest.raises(segcam.SegcamError, match="torch.nn.Module"):
         segcam.Explainer(lambda x: x)
+
+
+def test_non_finite_logits_outside_the_region_do_not_spoil_it(rng):
+    class CornerNaN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = linear_seg()
+
+        def forward(self, x):
+            corner = torch.zeros(x.shape[-2:], dtype=torch.bool)
+            corner[:, 0] = True
+            return self.net(x).masked_fill(corner, float("nan"))
+
+    x = torch.randn(1, 2, 4, 4, generator=rng)
+    exp = segcam.explain(CornerNaN().eval(), x, Target(1, regions.box(0, 1, 4, 4)),
+                         method="seg-hires-cam", layer="net.features")
+    assert torch.isfinite(exp.map).all()
+    with pytest.raises(segcam.ModelError, match="non-finite logits"):
+        segcam.explain(CornerNaN().eval(), x, Target(1, regions.pixel(2, 0)), layer="net.features")

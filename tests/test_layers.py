@@ -135,3 +135,25 @@ def test_module_called_several_times_uses_the_last_call():
     act = torch.relu(model.conv(torch.relu(x[None])))
     w = model.head.weight[0, :, 0, 0]
     assert torch.allclose(a.raw[0], (w[:, None, None] * act[0]).sum(0), atol=1e-6)
+
+
+def test_bottleneck_prefers_a_bare_tensor_to_a_container_returning_it():
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stage = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+
+        def forward(self, x):
+            return {"out": self.stage(x)}
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = Backbone()
+            self.head = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return nn.functional.interpolate(self.head(self.backbone(x)["out"]), size=x.shape[2:])
+
+    infos = segcam.Explainer(Net()).layers(torch.zeros(3, 16, 16))
+    assert bottleneck(infos) == "backbone.stage"

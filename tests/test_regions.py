@@ -38,7 +38,8 @@ def ctx(spatial, predicted_labels=None, cls=1, batch=1):
         predicted_labels = torch.as_tensor(predicted_labels, dtype=torch.long)
         if predicted_labels.ndim == len(spatial):
             predicted_labels = predicted_labels[None]
-    return RegionContext(tuple(spatial), predicted_labels, cls)
+    assert tuple(predicted_labels.shape[1:]) == tuple(spatial)
+    return RegionContext.of_labels(predicted_labels, cls)
 
 
 # --------------------------------------------------------------------------- pixel / voxel

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -53,10 +53,11 @@ class Forward:
     logits: Logits
     activations: dict[str, Tensor]
     layouts: dict[str, Layout]
-    predicted: Tensor = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.predicted = self.logits.predicted()
+    @cached_property
+    def predicted(self) -> Tensor:
+        """``(B, *S)`` predicted labels (computed on first use)."""
+        return self.logits.predicted()
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -147,6 +148,7 @@ class Explainer:
         self.token_grid = token_grid
         self.output = output
         self._surveys: dict[tuple[int, ...], list[LayerInfo]] = {}
+        self._named: dict[str, nn.Module] = {}
         self._last_image: Tensor | None = None
 
     # ---------------------------------------------------------------- running the model
@@ -159,9 +161,18 @@ class Explainer:
         self._last_image = x[:1]
         return x, batched
 
+    def _find(self, layer: str | nn.Module) -> tuple[str, nn.Module]:
+        """:func:`find_layer` over a cached name → module map, refreshed when a name is missing."""
+        if isinstance(layer, str) and layer in self._named:
+            return layer, self._named[layer]
+        self._named = dict(self.model.named_modules())
+        return find_layer(self.model, layer, self._named)
+
     def _run(self, x: Tensor) -> Any:
         """Call the model, turning a wrong channel count or a crash into a clear error."""
-        convs = [(n, m) for n, m in self.model.named_modules() if isinstance(m, tuple(CONV_TYPES))]
+        if not self._named:
+            self._named = dict(self.model.named_modules())
+        convs = [(n, m) for n, m in self._named.items() if isinstance(m, tuple(CONV_TYPES))]
         handles: list[Any] = []
 
         def check_first(name: str):
@@ -227,7 +238,7 @@ class Explainer:
             return info
         n = info.shape[1]
         lay = Layout("tokens", tuple(grid), n - int(np.prod(grid)))
-        return LayerInfo(info.name, info.type, info.shape, lay, info.calls)
+        return LayerInfo(info.name, info.type, info.shape, lay, info.calls, info.plain)
 
     def _dummy_image(self) -> Tensor:
         from .inputs import first_conv
@@ -250,8 +261,8 @@ class Explainer:
             log.info("segcam: no layer given, explaining the bottleneck %r", name)
             return [name], True
         if isinstance(layer, (str, nn.Module)):
-            return [find_layer(self.model, layer)[0]], True
-        names = [find_layer(self.model, item)[0] for item in layer]
+            return [self._find(layer)[0]], True
+        names = [self._find(item)[0] for item in layer]
         if not names:
             raise LayerError("the list of layers is empty; give at least one layer name.")
         return list(dict.fromkeys(names)), False
@@ -265,7 +276,7 @@ class Explainer:
         return self._forward(x, batched, names)
 
     def _forward(self, x: Tensor, batched: bool, names: list[str]) -> Forward:
-        capture = Capture({n: find_layer(self.model, n)[1] for n in names})
+        capture = Capture({n: self._find(n)[1] for n in names})
         with guarded(self.model), capture.hooks(), torch.enable_grad():
             out = self._run(x)
             logits = logits_at_input_size(read_logits(out, self.output), x)
@@ -277,8 +288,6 @@ class Explainer:
                     f"layer {name!r} did not run during the forward pass; pick a layer the model "
                     "uses (see explainer.layers())."
                 )
-        if not bool(torch.isfinite(logits.values).all()):
-            raise ModelError("the model produced non-finite logits (NaN or inf) for this image.")
         layouts = {}
         for name in names:
             lay = layout_of(capture.activations[name], x.shape[2:], self._grid_for(name))
@@ -353,7 +362,8 @@ class Explainer:
         retain = isinstance(image, Forward)  # a kept forward must survive for the next target
 
         classes = [class_index(t.cls, fwd.logits.n_classes, self.class_names) for t in targets_]
-        masks = [t.region.resolve(RegionContext(fwd.spatial, fwd.predicted, c))
+        masks = [t.region.resolve(RegionContext(fwd.spatial, fwd.image.shape[0], fwd.image.device,
+                                                c, lambda: fwd.predicted))
                  for t, c in zip(targets_, classes)]
         with torch.enable_grad():
             per_image = [region_scores(fwd.logits, c, m, t.reduce)
@@ -361,6 +371,12 @@ class Explainer:
             grads = self._gradients([s.sum() for s in per_image],
                                     [fwd.activations[n] for n in names], retain, backward)
 
+        for t, score in zip(targets_, per_image):
+            if not bool(torch.isfinite(score).all()):
+                raise ModelError(
+                    f"the model produced non-finite logits (NaN or inf) in the region of "
+                    f"{t.describe(self.class_names)}."
+                )
         results: list[dict[str, Explanation]] = [{} for _ in targets_]
         for name, grad in zip(names, grads):
             lay = fwd.layouts[name]
@@ -368,6 +384,8 @@ class Explainer:
             grad_map = lay.to_map(grad).float()
             self._warn_if_zero(grad_map, targets_, name)
             raw = cam(act, grad_map)  # (T, B, *s)
+            if not bool(torch.isfinite(raw).all()):
+                raise ModelError(f"the activations or gradients at layer {name!r} are not finite.")
             positive = raw.clamp_min(0)
             for k, target in enumerate(targets_):
                 results[k][name] = Explanation(
@@ -438,8 +456,6 @@ class Explainer:
         for a, g in zip(acts, grads):
             if g is None:
                 g = torch.zeros((k, *a.shape), dtype=a.dtype, device=a.device)
-            elif not bool(torch.isfinite(g).all()):
-                raise ModelError("the gradient of the score is not finite (NaN or inf) at this layer.")
             out.append(g)
         return out
 

@@ -23,10 +23,14 @@ from .errors import LayerError, LayerNotFoundError, closest
 MAX_EXTRA_TOKENS = 8
 
 
-def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """Resolve a layer given by qualified name or by module object."""
+def find_layer(
+    model: nn.Module, layer: str | nn.Module, modules: Mapping[str, nn.Module] | None = None
+) -> tuple[str, nn.Module]:
+    """Resolve a layer given by qualified name or by module object (``modules``: a cached
+    ``dict(model.named_modules())``)."""
+    modules = dict(model.named_modules()) if modules is None else modules
     if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
+        for name, module in modules.items():
             if module is layer and name:
                 return name, module
         raise LayerNotFoundError(
@@ -35,7 +39,6 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module
         )
     if not isinstance(layer, str):
         raise LayerNotFoundError(f"a layer is a name or a module, got {type(layer).__name__}.")
-    modules = dict(model.named_modules())
     if layer and layer in modules:
         return layer, modules[layer]
     near = closest(layer, modules)
@@ -172,6 +175,7 @@ class LayerInfo:
     shape: tuple[int, ...] | None
     layout: Layout | None
     calls: int
+    plain: bool = True  # the output is a bare tensor (not a tuple, list or dict)
 
     @property
     def explainable(self) -> bool:
@@ -198,7 +202,7 @@ def survey(
     ``run`` is a zero-argument callable running the model (so the caller controls the guard).
     Modules are listed in the order their forwards finished; modules that did not run are last.
     """
-    seen: dict[str, tuple[tuple[int, ...] | None, Tensor | None]] = {}
+    seen: dict[str, tuple[tuple[int, ...] | None, Tensor | None, bool]] = {}
     calls: dict[str, int] = {}
     order: list[str] = []
     handles = []
@@ -206,7 +210,7 @@ def survey(
     def make_hook(name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             t, _ = main_tensor(output)
-            seen[name] = (None if t is None else tuple(t.shape), t)
+            seen[name] = (None if t is None else tuple(t.shape), t, isinstance(output, Tensor))
             calls[name] = calls.get(name, 0) + 1
             if name in order:
                 order.remove(name)
@@ -225,11 +229,12 @@ def survey(
             h.remove()
     infos = []
     for name in order + [n for n in modules if n and n not in seen]:
-        shape, t = seen.get(name, (None, None))
+        shape, t, plain = seen.get(name, (None, None, True))
         layout = None
         if t is not None and t.is_floating_point():
             layout = layout_of(t, spatial, token_grid)
-        infos.append(LayerInfo(name, type(modules[name]).__name__, shape, layout, calls.get(name, 0)))
+        infos.append(LayerInfo(name, type(modules[name]).__name__, shape, layout,
+                               calls.get(name, 0), plain))
     return infos
 
 
@@ -237,9 +242,10 @@ def bottleneck(infos: Sequence[LayerInfo]) -> str:
     """The default layer: the lowest-resolution feature map (the papers' bottleneck).
 
     Among explainable layers with the fewest grid cells, take those with the most channels,
-    then the one that finished last (the end of the encoder; a container finishes after its
-    last child, so a block is preferred to its final conv).  Globally pooled 1×1 maps
-    (squeeze-excitation, ASPP image pooling) are not feature maps and are skipped.
+    then layers returning a bare tensor (rather than a dict or tuple holding it), then the one
+    that finished last (the end of the encoder; a container finishes after its last child,
+    so a block is preferred to its final conv).  Globally pooled 1×1 maps (squeeze-excitation,
+    ASPP image pooling) are not feature maps and are skipped.
     """
     ranked = []
     for pos, info in enumerate(infos):
@@ -248,14 +254,14 @@ def bottleneck(infos: Sequence[LayerInfo]) -> str:
         if math.prod(info.layout.grid) == 1:
             continue
         channels = info.shape[1] if info.layout.kind == "spatial" else info.shape[-1]
-        ranked.append((math.prod(info.layout.grid), -channels, -pos, info))
+        ranked.append((math.prod(info.layout.grid), -channels, not info.plain, -pos, info))
     if not ranked:
         raise LayerError(
             "no layer of the model outputs a spatial map or a token sequence; pass layer=... "
             "explicitly (and token_grid=... for tokens)."
         )
-    ranked.sort(key=lambda r: r[:3])
-    return ranked[0][3].name
+    ranked.sort(key=lambda r: r[:4])
+    return ranked[0][-1].name
 
 
 class Capture:

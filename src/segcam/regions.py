@@ -12,8 +12,9 @@ pixel(120, 64)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -45,21 +46,33 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
 class RegionContext:
-    """What a region needs to become a mask: the image's size, the prediction, the class."""
+    """What a region needs to become a mask: the image's size, the class, and the predicted
+    labels ``(B, *S)``, which are computed only if a region asks for them."""
 
-    spatial: tuple[int, ...]
-    predicted: Tensor  # (B, *S) long
-    cls: int
+    def __init__(
+        self,
+        spatial: Sequence[int],
+        batch: int,
+        device: torch.device,
+        cls: int,
+        labels: Callable[[], Tensor],
+    ):
+        self.spatial = tuple(spatial)
+        self.batch = batch
+        self.device = device
+        self.cls = cls
+        self._labels = labels
 
-    @property
-    def batch(self) -> int:
-        return self.predicted.shape[0]
+    @classmethod
+    def of_labels(cls, predicted: Tensor, target_class: int) -> "RegionContext":
+        """A context for a known label map ``(B, *S)``."""
+        return cls(predicted.shape[1:], predicted.shape[0], predicted.device, target_class,
+                   lambda: predicted)
 
-    @property
-    def device(self) -> torch.device:
-        return self.predicted.device
+    @cached_property
+    def predicted(self) -> Tensor:
+        return self._labels()
 
 
 def _axes(ndim: int) -> str:

@@ -19,12 +19,16 @@ def guarded(model: nn.Module) -> Iterator[nn.Module]:
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
+        if any(training for _, training in modes):
+            model.eval()
+        for p, flag in flags:
+            if flag:
+                p.requires_grad_(False)
         yield model
     finally:
         for m, training in modes:
-            m.training = training
+            if m.training != training:
+                m.training = training
         for p, flag in flags:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .errors import TargetError, closest
@@ -85,7 +86,8 @@ def region_scores(logits: Logits, cls: int, region: Tensor, reduce: Reduce) -> T
     Images of a batch do not interact in eval mode, so the gradient of the batch's summed
     score with respect to image ``b``'s activations is the gradient of image ``b``'s score.
     """
-    per_image = (logits.of_class(cls) * region).flatten(1).sum(1)
+    logit = logits.of_class(cls)
+    per_image = torch.where(region, logit, torch.zeros((), dtype=logit.dtype)).flatten(1).sum(1)
     if reduce == "mean":
         per_image = per_image / region.flatten(1).sum(1)
     return per_image
