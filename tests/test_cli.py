@@ -97,3 +97,24 @@ def test_console_script_entry_point(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "d.png").exists()
+
+
+def test_xres_window_defaults_to_the_api_default_and_full_means_whole_map(tmp_path, scene):
+    from segcam import Explainer, Target, regions
+    from segcam.models import demo_model
+
+    def cli_map(*extra):
+        out = tmp_path / "h.npy"
+        argv = ["explain", str(scene), "--class", "2", "--pixel", "20,22",
+                "--method", "seg-xres-cam", *extra, "--save-npy", str(out)]
+        assert cli.main(argv) == 0
+        return np.load(out)
+
+    ex = Explainer(demo_model())
+    image = load_image(scene)
+    target = Target(2, regions.pixel(20, 22))
+    default = ex.explain(image, target, method="seg-xres-cam").heatmap
+    whole = ex.explain(image, target, method="seg-xres-cam", window=None).heatmap
+    assert np.allclose(cli_map(), default, atol=1e-6)
+    assert np.allclose(cli_map("--window", "full"), whole, atol=1e-6)
+    assert not np.allclose(default, whole, atol=1e-3)

@@ -9,13 +9,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import LinearSeg, linear_seg
 from torch import nn
 
 import segcam
 from segcam import Target, regions
 from segcam.models import UNet
-
-from conftest import LinearSeg, linear_seg
 
 
 def maps_equal(a, b, atol=1e-6):
@@ -313,7 +312,8 @@ def test_unknown_layer_lists_closest_names():
 
 def test_wrong_channel_count_names_the_first_convolution():
     model = UNet(3, 4, width=4, depth=2)
-    with pytest.raises(segcam.ImageError, match=r"'stem\.0' expects 3 input channel\(s\) but the image has 1"):
+    message = r"'stem\.0' expects 3 input channel\(s\) but the image has 1"
+    with pytest.raises(segcam.ImageError, match=message):
         segcam.explain(model, torch.zeros(1, 16, 16), Target(0))
 
 

@@ -10,7 +10,16 @@ from torch import nn
 
 import segcam
 from segcam import Target
-from segcam.layers import Capture, Layout, bottleneck, find_layer, infer_grid, layout_of, main_tensor, replace_main
+from segcam.layers import (
+    Capture,
+    Layout,
+    bottleneck,
+    find_layer,
+    infer_grid,
+    layout_of,
+    main_tensor,
+    replace_main,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +42,8 @@ def test_infer_grid(tokens, spatial, grid, extra):
 def test_infer_grid_gives_up_on_tokens_that_fit_no_grid():
     assert infer_grid(1000, (224, 224)) is None  # no square between 992 and 1000 tokens
     assert layout_of(torch.zeros(1, 1000, 4), (224, 224)) is None
-    assert layout_of(torch.zeros(1, 1000, 4), (224, 224), token_grid=(31, 32)) == Layout("tokens", (31, 32), 8)
+    given = layout_of(torch.zeros(1, 1000, 4), (224, 224), token_grid=(31, 32))
+    assert given == Layout("tokens", (31, 32), 8)
 
 
 def test_layout_turns_tokens_and_their_gradients_into_maps():

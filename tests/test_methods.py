@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import LinearSeg, linear_seg
 from torch import nn
 
 import segcam
 from segcam import Target, regions
 from segcam.methods import METHODS, SegXResCAM, get_method, window_pool
-
-from conftest import LinearSeg, linear_seg
 
 
 def literal_model() -> LinearSeg:

@@ -26,6 +26,7 @@ from .targets import Target
 __version__ = "0.1.0"
 
 __all__ = [
+    "models",
     "Explainer",
     "Explanation",
     "Forward",

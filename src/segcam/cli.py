@@ -48,8 +48,8 @@ def _region(args: argparse.Namespace) -> regions.Region:
     return regions.everything()
 
 
-def _window(text: str | None) -> int | tuple[int, ...] | None:
-    if text is None or text == "full":
+def _window(text: str) -> int | tuple[int, ...] | None:
+    if text == "full":
         return None
     parts = text.lower().replace("x", ",").split(",")
     try:
@@ -71,9 +71,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _model(args.model)
     explainer = Explainer(model)
     image = load_image(args.image)
-    options = {}
+    options: dict[str, object] = {}
     if args.method == "seg-xres-cam":
-        options = {"window": _window(args.window), "pool": args.pool}
+        options["pool"] = args.pool
+        if args.window is not None:
+            options["window"] = _window(args.window)
     elif args.window is not None:
         raise SegcamError(f"--window only applies to seg-xres-cam, not {args.method}.")
     target = Target(args.cls, _region(args), reduce="mean" if args.mean else "sum")

@@ -24,6 +24,7 @@ from .inputs import (
     CONV_TYPES,
     Logits,
     as_batch,
+    first_conv,
     guess_spatial_dims,
     logits_at_input_size,
     model_device_dtype,
@@ -224,25 +225,12 @@ class Explainer:
             x = self._dummy_image()
         key = tuple(x.shape)
         if key not in self._surveys:
-            grid = self.token_grid if not isinstance(self.token_grid, Mapping) else None
             with guarded(self.model):
-                infos = survey(self.model, lambda: self._run(x), x.shape[2:], grid)
-            if isinstance(self.token_grid, Mapping):
-                infos = [self._override_layout(i) for i in infos]
-            self._surveys[key] = infos
+                self._surveys[key] = survey(self.model, lambda: self._run(x), x.shape[2:],
+                                            self._grid_for)
         return self._surveys[key]
 
-    def _override_layout(self, info: LayerInfo) -> LayerInfo:
-        grid = self._grid_for(info.name)
-        if grid is None or info.shape is None or len(info.shape) != 3:
-            return info
-        n = info.shape[1]
-        lay = Layout("tokens", tuple(grid), n - int(np.prod(grid)))
-        return LayerInfo(info.name, info.type, info.shape, lay, info.calls, info.plain)
-
     def _dummy_image(self) -> Tensor:
-        from .inputs import first_conv
-
         found = first_conv(self.model)
         if found is None:
             raise SegcamError("cannot guess the model's input; pass an example: explainer.layers(image).")

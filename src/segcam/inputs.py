@@ -66,7 +66,8 @@ def as_batch(
     if isinstance(image, np.ndarray):
         if image.dtype == object:
             raise ImageError("the image is a numpy array of Python objects; pass a float array.")
-        tensor = torch.from_numpy(np.ascontiguousarray(image).astype(image.dtype.newbyteorder("="), copy=False))
+        native = image.dtype.newbyteorder("=")  # torch refuses big-endian arrays
+        tensor = torch.from_numpy(np.ascontiguousarray(image).astype(native, copy=False))
     elif isinstance(image, Tensor):
         tensor = image
     else:

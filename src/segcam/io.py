@@ -28,7 +28,8 @@ def load_image(path: str | Path, channels: int | None = None) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     try:
         with Image.open(path) as img:
-            mode = {1: "L", 3: "RGB"}.get(channels or 0) or ("L" if img.mode in ("L", "I;16", "I", "F") else "RGB")
+            grey = img.mode in ("L", "I;16", "I", "F")
+            mode = {1: "L", 3: "RGB"}.get(channels or 0) or ("L" if grey else "RGB")
             array = np.asarray(img.convert(mode), dtype=np.float32) / 255.0
     except OSError as e:
         raise ImageError(f"cannot read {str(path)!r} as an image: {e}") from None

@@ -10,7 +10,7 @@ distillation tokens) are dropped.  ``token_grid=(h, w)`` overrides the inference
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -195,11 +195,15 @@ class LayerInfo:
 
 
 def survey(
-    model: nn.Module, run: Any, spatial: Sequence[int], token_grid: Sequence[int] | None = None
+    model: nn.Module,
+    run: Callable[[], Any],
+    spatial: Sequence[int],
+    token_grid: Callable[[str], Sequence[int] | None] = lambda name: None,
 ) -> list[LayerInfo]:
     """Every named module of ``model`` with its output's shape and layout, from one forward.
 
-    ``run`` is a zero-argument callable running the model (so the caller controls the guard).
+    ``run`` is a zero-argument callable running the model (so the caller controls the guard);
+    ``token_grid(name)`` gives a layer's token grid when it must not be inferred.
     Modules are listed in the order their forwards finished; modules that did not run are last.
     """
     seen: dict[str, tuple[tuple[int, ...] | None, Tensor | None, bool]] = {}
@@ -232,7 +236,7 @@ def survey(
         shape, t, plain = seen.get(name, (None, None, True))
         layout = None
         if t is not None and t.is_floating_point():
-            layout = layout_of(t, spatial, token_grid)
+            layout = layout_of(t, spatial, token_grid(name))
         infos.append(LayerInfo(name, type(modules[name]).__name__, shape, layout,
                                calls.get(name, 0), plain))
     return infos

@@ -54,7 +54,9 @@ def _as_index(cls: Any) -> int:
     try:
         return operator.index(cls)
     except TypeError:
-        raise TargetError(f"cls must be a class index or name (an integer or a string), got {cls!r}.") from None
+        raise TargetError(
+            f"cls must be a class index or name (an integer or a string), got {cls!r}."
+        ) from None
 
 
 def class_index(cls: Any, n_classes: int, class_names: Sequence[str] | None) -> int:
