@@ -10,23 +10,22 @@ import pytest
 from PIL import Image
 
 from segcam import cli
-from segcam.demo import demo_scene
-from segcam.io import load_image, save_image
+from segcam.data import SAMPLES
+from segcam.io import load_image
 
 
 @pytest.fixture
-def scene(tmp_path):
-    path = tmp_path / "scene.png"
-    save_image(path, demo_scene(64))
-    return path
+def scene():
+    return SAMPLES / "scene-1.png"
 
 
-def test_demo_writes_a_figure(tmp_path, capsys):
+def test_demo_writes_a_figure_and_a_table(tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert cli.main(["demo", "-o", str(out)]) == 0
     with Image.open(out) as img:
-        assert img.size[0] > 800 and img.size[1] > 200
-    assert "wrote" in capsys.readouterr().out
+        assert img.size[0] > 1000 and img.size[1] > 600  # 3 scenes × 6 panels
+    printed = capsys.readouterr().out
+    assert "seg-xres-cam" in printed and "plus" in printed and f"wrote {out}" in printed
 
 
 @pytest.mark.parametrize(
@@ -101,7 +100,7 @@ def test_console_script_entry_point(tmp_path):
 
 def test_xres_window_defaults_to_the_api_default_and_full_means_whole_map(tmp_path, scene):
     from segcam import Explainer, Target, regions
-    from segcam.models import demo_model
+    from segcam.models import default
 
     def cli_map(*extra):
         out = tmp_path / "h.npy"
@@ -110,7 +109,7 @@ def test_xres_window_defaults_to_the_api_default_and_full_means_whole_map(tmp_pa
         assert cli.main(argv) == 0
         return np.load(out)
 
-    ex = Explainer(demo_model())
+    ex = Explainer(default())
     image = load_image(scene)
     target = Target(2, regions.pixel(20, 22))
     default = ex.explain(image, target, method="seg-xres-cam").heatmap

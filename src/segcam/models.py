@@ -7,6 +7,9 @@ have readable names: ``stem``, ``down1`` … ``downN`` (the last one is the bott
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -57,11 +60,37 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+class GlobalContext(nn.Module):
+    """Global max-pool of the bottleneck, projected by a 1×1 conv: ``(B, C_out, 1, ..., 1)``.
+
+    Added to the first decoder stage, it lets every pixel see whether a feature (such as a
+    cue square) occurs anywhere in the image, however far away.
+    """
+
+    def __init__(self, cin: int, cout: int, dims: int = 2):
+        super().__init__()
+        self.proj = _conv(dims)(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = x.amax(dim=tuple(range(2, x.ndim)), keepdim=True)
+        return torch.relu(self.proj(pooled))
+
+
 class UNet(nn.Module):
-    """U-Net with ``depth`` down/up steps and ``width·2^i`` channels at level ``i``."""
+    """U-Net with ``depth`` down/up steps and ``width·2^i`` channels at level ``i``.
+
+    With ``global_context`` a :class:`GlobalContext` of the bottleneck is added to the first
+    decoder stage (an image-pooling branch, as in DeepLab's ASPP).
+    """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 4, width: int = 16, depth: int = 4, dims: int = 2
+        self,
+        in_channels: int = 3,
+        num_classes: int = 4,
+        width: int = 16,
+        depth: int = 4,
+        dims: int = 2,
+        global_context: bool = False,
     ):
         super().__init__()
         chans = [width * 2**i for i in range(depth + 1)]
@@ -70,25 +99,57 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(
             Up(chans[i + 1], chans[i], chans[i], dims) for i in reversed(range(depth))
         )
+        self.context = GlobalContext(chans[-1], chans[-2], dims) if global_context else None
         self.head = _conv(dims)(chans[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = [self.stem(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
-        x = skips.pop()
-        for up in self.ups:
+        x = bottleneck = skips.pop()
+        for i, up in enumerate(self.ups):
             x = up(x, skips.pop())
+            if i == 0 and self.context is not None:
+                x = x + self.context(bottleneck)
         return self.head(x)
 
 
-def demo_model(seed: int = 0) -> UNet:
-    """An untrained, seeded 2-D U-Net (3 input channels, 4 classes) used by ``segcam demo``.
+WEIGHTS = Path(__file__).parent / "weights" / "default_unet.safetensors"
 
-    Its weights are random: the demo shows the mechanics, not a trained model's reasoning.
+
+def save_weights(model: nn.Module, path: str | Path, metadata: dict) -> None:
+    """Weights as safetensors with ``metadata`` (architecture, scores) stored as JSON inside."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"segcam": json.dumps(metadata)})
+
+
+def load_weights(path: str | Path) -> tuple[UNet, dict]:
+    """A :class:`UNet` in eval mode and its metadata from :func:`save_weights`'s file.
+
+    safetensors holds tensors only, so loading runs no code from the file.
     """
-    gen = torch.random.fork_rng()
-    with gen:
-        torch.manual_seed(seed)
-        model = UNet(in_channels=3, num_classes=4, width=8, depth=3)
-    return model.eval()
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["segcam"])
+    model = UNet(**meta["arch"])
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), meta
+
+
+def default() -> UNet:
+    """segcam's default model: a small 2-D U-Net trained on :mod:`segcam.data`'s biased scenes.
+
+    Input ``(3, 64, 64)`` RGB in [0, 1] (any size divisible by 8 works); 6 classes
+    (:data:`segcam.data.CLASS_NAMES`).  Loaded offline from the package; how it was trained
+    and how well it does are in :func:`default_info`.
+    """
+    return load_weights(WEIGHTS)[0]
+
+
+def default_info() -> dict:
+    """The default model's metadata: architecture, class names, training and test scores."""
+    return load_weights(WEIGHTS)[1]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -98,46 +99,94 @@ def save_overlay(
     plt.close(fig)
 
 
-def save_panel(
-    path: str | Path,
-    image: Tensor | np.ndarray,
-    predicted: Tensor | np.ndarray,
-    region: Tensor | np.ndarray,
-    heatmaps: Mapping[str, np.ndarray],
-    n_classes: int,
-    class_names: Sequence[str] | None = None,
-    title: str = "",
+@dataclass
+class Row:
+    """One row of a figure: an image, its labels, the region and heatmaps side by side.
+
+    ``truth`` (optional) is drawn with the ``evidence`` masks outlined (cue, bias tile, ...);
+    ``heatmaps`` maps a column title to a ``(map, caption)`` pair.
+    """
+
+    image: Tensor | np.ndarray
+    predicted: Tensor | np.ndarray
+    region: Tensor | np.ndarray
+    heatmaps: Mapping[str, tuple[np.ndarray, str]]
+    title: str = ""
+    truth: Tensor | np.ndarray | None = None
+    evidence: Mapping[str, Tensor | np.ndarray] = field(default_factory=dict)
+
+
+EVIDENCE_COLOURS = ("cyan", "yellow", "white", "lime")
+
+
+def save_rows(
+    path: str | Path, rows: Sequence[Row], n_classes: int, class_names: Sequence[str] | None = None
 ) -> None:
-    """Image, prediction, region and one heatmap per entry, side by side, with legends."""
-    img = _numpy(image)
-    pred = _numpy(predicted)
-    reg = _numpy(region).astype(bool)
-    img, maps, reg, z = to_2d(img, [np.asarray(m) for m in heatmaps.values()] + [pred], reg)
-    pred = maps.pop()
-    n = 3 + len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(3.1 * n, 3.6), constrained_layout=True)
-    shown = display_image(img)
-    axes[0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-    axes[0].set_title("image" + ("" if z is None else f" (slice {z})"))
+    """A figure with one :class:`Row` per line and a legend of classes and colour scale."""
+    has_truth = any(r.truth is not None for r in rows)
+    n_cols = 3 + has_truth + max(len(r.heatmaps) for r in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.5 * n_cols, 2.75 * len(rows) + 0.6),
+                             squeeze=False, constrained_layout=True)
     cmap = class_colormap(n_classes)
-    axes[1].imshow(pred, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest")
-    axes[1].set_title("prediction")
+    for ax_row, row in zip(axes, rows):
+        maps = [np.asarray(m) for m, _ in row.heatmaps.values()]
+        extra = [_numpy(row.predicted)] + ([_numpy(row.truth)] if row.truth is not None else [])
+        extra += [_numpy(e).astype(bool) for e in row.evidence.values()]
+        img, cut, reg, z = to_2d(_numpy(row.image), maps + extra, _numpy(row.region).astype(bool))
+        maps, pred, rest = cut[: len(maps)], cut[len(maps)], cut[len(maps) + 1:]
+        shown = display_image(img)
+        col = iter(ax_row)
+        ax = next(col)
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        ax.set_title(row.title + ("" if z is None else f" (slice {z})"), fontsize=9)
+        if row.truth is not None:
+            truth, evidence = rest[0], rest[1:]
+            ax = next(col)
+            ax.imshow(truth, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest")
+            for mask, colour in zip(evidence, EVIDENCE_COLOURS):
+                _outline(ax, mask, colour)
+            names = ", ".join(f"{n} ({c})" for n, c in zip(row.evidence, EVIDENCE_COLOURS))
+            ax.set_title("truth" + (f"\n{names}" if names else ""), fontsize=8)
+        ax = next(col)
+        ax.imshow(pred, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest")
+        ax.set_title("prediction", fontsize=9)
+        ax = next(col)
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        _outline(ax, reg)
+        ax.set_title("region", fontsize=9)
+        for (label, (_, caption)), heat in zip(row.heatmaps.items(), maps):
+            ax = next(col)
+            ax.imshow(overlay(img, heat))
+            _outline(ax, reg)
+            ax.set_title(label + (f"\n{caption}" if caption else ""), fontsize=8)
+        for ax in ax_row:
+            ax.set_axis_off()
     names = class_names or [f"class {i}" for i in range(n_classes)]
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(n_classes)]
-    axes[1].legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, -0.32), ncol=2,
-                   fontsize=7, frameon=False)
-    axes[2].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-    _outline(axes[2], reg)
-    axes[2].set_title("region")
-    for ax, (label, heat) in zip(axes[3:], zip(heatmaps, maps)):
-        ax.imshow(overlay(img, heat))
-        _outline(ax, reg)
-        ax.set_title(label, fontsize=9)
+    fig.legend(handles, names, loc="outside lower center", ncol=min(n_classes, 6), fontsize=8,
+               frameon=False)
     mappable = plt.cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=HEATMAP_CMAP)
-    fig.colorbar(mappable, ax=axes[-1], fraction=0.046, pad=0.02, label="relevance")
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
+    fig.colorbar(mappable, ax=axes[:, -1], fraction=0.05, pad=0.02, label="relevance")
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_scene_gallery(path: str | Path, scenes: Sequence, class_names: Sequence[str]) -> None:
+    """Synthetic scenes (top) and their labels with the evidence outlined (bottom): the cue in
+    cyan, the bias tile in yellow, distractors in white."""
+    fig, axes = plt.subplots(2, len(scenes), figsize=(2.4 * len(scenes), 5.2), squeeze=False,
+                             constrained_layout=True)
+    cmap = class_colormap(len(class_names))
+    for col, scene in enumerate(scenes):
+        axes[0, col].imshow(display_image(scene.image))
+        axes[0, col].set_title(f"scene {scene.index}", fontsize=9)
+        axes[1, col].imshow(_numpy(scene.labels), cmap=cmap, vmin=-0.5,
+                            vmax=len(class_names) - 0.5, interpolation="nearest")
+        for mask, colour in zip((scene.cue, scene.bias_tile, scene.distractors), EVIDENCE_COLOURS):
+            _outline(axes[1, col], _numpy(mask).astype(bool), colour)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(class_names))]
+    fig.legend(handles, class_names, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
