@@ -465,3 +465,16 @@ def test_non_finite_logits_outside_the_region_do_not_spoil_it(rng):
     assert torch.isfinite(exp.map).all()
     with pytest.raises(segcam.ModelError, match="non-finite logits"):
         segcam.explain(CornerNaN().eval(), x, Target(1, regions.pixel(2, 0)), layer="net.features")
+
+
+def test_readable_layer_names_and_a_set_default(rng):
+    model = UNet(3, 4, width=4, depth=2).eval()
+    x = torch.randn(1, 3, 16, 16, generator=rng)
+    ex = segcam.Explainer(model, layer_names={"bottleneck": "downs.1", "decoder1": "ups.0"},
+                          default_layer="decoder1")
+    assert ex.default_layer() == "ups.0"
+    assert ex.explain(x, Target(0)).layer == "ups.0"
+    named = ex.explain(x, Target(0), layer="bottleneck")
+    assert named.layer == "downs.1" and maps_equal(named, ex.explain(x, Target(0), layer="downs.1"))
+    with pytest.raises(segcam.LayerNotFoundError, match="Readable names: bottleneck"):
+        ex.explain(x, Target(0), layer="bottlenek")

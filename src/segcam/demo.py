@@ -39,7 +39,7 @@ def demo_targets(scene: Scene, kind: str, predicted) -> tuple[Target, dict, str]
         cls = int(predicted[point])
         return Target(cls, regions.instance(*point)), scene.evidence(k), f"object at {point}"
     cls = next(c for c in scene.classes if c in CONTEXT_CLASSES)
-    return Target(cls, regions.predicted()), scene.class_evidence(cls), "every pixel of the class"
+    return Target(cls, regions.predicted()), scene.class_evidence(cls), "whole class"
 
 
 def run_demo(output: str | Path = "segcam-demo.png") -> list[dict]:

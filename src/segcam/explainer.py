@@ -19,7 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ImageError, LayerError, ModelError, SegcamError, SegcamWarning, closest
+from .errors import (
+    ImageError,
+    LayerError,
+    LayerNotFoundError,
+    ModelError,
+    SegcamError,
+    SegcamWarning,
+    closest,
+)
 from .inputs import (
     CONV_TYPES,
     Logits,
@@ -127,7 +135,9 @@ class Explainer:
     ``class_names`` lets targets name classes; ``spatial_dims`` (2 or 3) is guessed from the
     first convolution; ``token_grid`` sets the grid of token layers (a tuple for all of them
     or a dict by layer name) when inference is not wanted; ``output`` extracts the logits
-    tensor from an unusual model output.
+    tensor from an unusual model output; ``layer_names`` maps readable names (``"stage4"``) to
+    module names, usable wherever a layer is asked for; ``default_layer`` replaces the
+    bottleneck guess.
     """
 
     def __init__(
@@ -138,6 +148,8 @@ class Explainer:
         spatial_dims: int | None = None,
         token_grid: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
         output: Callable[[Any], Tensor] | None = None,
+        layer_names: Mapping[str, str] | None = None,
+        default_layer: str | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise SegcamError(f"the model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -148,6 +160,8 @@ class Explainer:
         self.spatial_dims = spatial_dims or guess_spatial_dims(model)
         self.token_grid = token_grid
         self.output = output
+        self.layer_names = dict(layer_names or {})
+        self._default_layer = default_layer
         self._surveys: dict[tuple[int, ...], list[LayerInfo]] = {}
         self._named: dict[str, nn.Module] = {}
         self._last_image: Tensor | None = None
@@ -163,11 +177,21 @@ class Explainer:
         return x, batched
 
     def _find(self, layer: str | nn.Module) -> tuple[str, nn.Module]:
-        """:func:`find_layer` over a cached name → module map, refreshed when a name is missing."""
-        if isinstance(layer, str) and layer in self._named:
-            return layer, self._named[layer]
+        """:func:`find_layer` over a cached name → module map, refreshed when a name is missing;
+        readable names from ``layer_names`` are translated first."""
+        if isinstance(layer, str):
+            layer = self.layer_names.get(layer, layer)
+            if layer in self._named:
+                return layer, self._named[layer]
         self._named = dict(self.model.named_modules())
-        return find_layer(self.model, layer, self._named)
+        try:
+            return find_layer(self.model, layer, self._named)
+        except LayerNotFoundError as e:
+            if not self.layer_names or not isinstance(layer, str):
+                raise
+            near = closest(layer, list(self.layer_names), n=3)
+            hint = f" Readable names: {', '.join(near or list(self.layer_names)[:6])}."
+            raise LayerNotFoundError(str(e) + hint) from None
 
     def _run(self, x: Tensor) -> Any:
         """Call the model, turning a wrong channel count or a crash into a clear error."""
@@ -240,13 +264,16 @@ class Explainer:
         return torch.zeros((1, found[1].in_channels, *size), device=device, dtype=dtype)
 
     def default_layer(self, image: Any = None) -> str:
-        """The bottleneck: the explainable layer with the lowest-resolution output."""
+        """The layer explained when none is given: the one set at construction, else the
+        bottleneck (the explainable layer with the lowest-resolution output)."""
+        if self._default_layer is not None:
+            return self._find(self._default_layer)[0]
         return bottleneck(self.layers(image))
 
     def _layer_names(self, layer: LayerArg, x: Tensor) -> tuple[list[str], bool]:
         if layer is None:
-            name = bottleneck(self.layers(x[:1]))
-            log.info("segcam: no layer given, explaining the bottleneck %r", name)
+            name = self.default_layer(x[:1])
+            log.info("segcam: no layer given, explaining the default layer %r", name)
             return [name], True
         if isinstance(layer, (str, nn.Module)):
             return [self._find(layer)[0]], True
