@@ -57,7 +57,7 @@ def test_explain_with_mask_file_and_several_layers(tmp_path, scene):
 def test_layers_command_names_the_default(capsys):
     assert cli.main(["layers"]) == 0
     out = capsys.readouterr().out
-    assert "downs.2" in out and "default layer (bottleneck): downs.2" in out
+    assert "downs.2" in out and "default layer: downs.2" in out
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,39 @@ def test_xres_window_defaults_to_the_api_default_and_full_means_whole_map(tmp_pa
     assert np.allclose(cli_map(), default, atol=1e-6)
     assert np.allclose(cli_map("--window", "full"), whole, atol=1e-6)
     assert not np.allclose(default, whole, atol=1e-3)
+
+
+def test_sweep_writes_a_grid(tmp_path, scene, capsys):
+    out = tmp_path / "sweep.png"
+    argv = ["sweep", str(scene), "--class", "5", "--pixel", "37,12", "--layers", "stem", "downs.2",
+            "ups.2", "--method", "seg-xres-cam", "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert "3 layers" in capsys.readouterr().out
+    with Image.open(out) as img:
+        assert img.size[1] > 400  # three rows
+
+
+def test_train_family_and_progress_grid(tmp_path, scene, monkeypatch, capsys):
+    from segcam.train import train_family
+
+    monkeypatch.setenv("SEGCAM_CACHE", str(tmp_path / "cache"))
+    paths = train_family("unet", steps=4, checkpoints=2, scenes=8, log=lambda m: None)
+    assert [p.name for p in paths] == ["unet-4steps-at2.safetensors", "unet-4steps-at4.safetensors"]
+    again = train_family("unet", steps=4, checkpoints=2, scenes=8, log=print)
+    assert again == paths and "using cached" in capsys.readouterr().out
+    out = tmp_path / "progress.png"
+    argv = ["progress", *map(str, paths), "--image", str(scene), "--class", "1", "--box",
+            "0,0,32,32", "--layers", "encoder1", "bottleneck", "--data-count", "4", "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert "2 layers × 2 checkpoints" in capsys.readouterr().out
+    assert out.exists()
+
+
+def test_zoo_models_on_the_command_line(tmp_path, scene, capsys):
+    assert cli.main(["layers", "--model", "zoo:unetr"]) == 0  # fixed 64×64 input
+    assert "vit.norm" in capsys.readouterr().out
+    out = tmp_path / "seg.npy"
+    argv = ["explain", str(scene), "--class", "1", "--pixel", "30,30", "--model", "segformer",
+            "--layer", "block4.1.mixffn-dwconv", "--save-npy", str(out)]
+    assert cli.main(argv) == 0
+    assert np.load(out).shape == (64, 64)

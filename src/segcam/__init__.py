@@ -13,6 +13,7 @@ from .errors import (
     LayerError,
     LayerNotFoundError,
     ModelError,
+    ModelLoadError,
     RegionError,
     SegcamError,
     SegcamWarning,
@@ -20,6 +21,7 @@ from .errors import (
 )
 from .explainer import Explainer, Explanation, Forward, explain
 from .layers import LayerInfo
+from .loading import LoadedModel, load_model
 from .methods import METHODS, CamMethod, register
 from .targets import Target
 
@@ -32,6 +34,8 @@ __all__ = [
     "Forward",
     "Target",
     "LayerInfo",
+    "LoadedModel",
+    "load_model",
     "regions",
     "explain",
     "METHODS",
@@ -43,6 +47,7 @@ __all__ = [
     "LayerError",
     "LayerNotFoundError",
     "ModelError",
+    "ModelLoadError",
     "RegionError",
     "TargetError",
     "__version__",

@@ -37,6 +37,14 @@ class ModelError(SegcamError):
     """The model failed to run or returned something segcam cannot read as logits."""
 
 
+class ModelLoadError(SegcamError):
+    """A model spec or weights file cannot be read (missing, unknown, mismatched, broken)."""
+
+
+class UnsafePickleError(ModelLoadError):
+    """A file holds pickled Python objects, which could run code; refused without allow_pickle."""
+
+
 class LayerError(SegcamError):
     """A layer's output cannot be turned into a spatial feature map."""
 

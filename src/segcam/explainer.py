@@ -153,6 +153,12 @@ class Explainer:
     ):
         if not isinstance(model, nn.Module):
             raise SegcamError(f"the model must be a torch.nn.Module, got {type(model).__name__}.")
+        if isinstance(model, torch.jit.ScriptModule):
+            raise SegcamError(
+                "TorchScript models do not support hooks, so segcam cannot capture their layers; "
+                "export the model with torch.export (.pt2) or load the Python model with its "
+                "weights (package.module:factory + a state dict)."
+            )
         if spatial_dims not in (None, 2, 3):
             raise SegcamError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
         self.model = model
@@ -262,6 +268,10 @@ class Explainer:
         size = (256,) * 2 if dims == 2 else (64,) * 3
         device, dtype = model_device_dtype(self.model)
         return torch.zeros((1, found[1].in_channels, *size), device=device, dtype=dtype)
+
+    def resolve_layer(self, layer: str | nn.Module) -> str:
+        """The module name that ``layer`` (a module name, readable name or module) refers to."""
+        return self._find(layer)[0]
 
     def default_layer(self, image: Any = None) -> str:
         """The layer explained when none is given: the one set at construction, else the

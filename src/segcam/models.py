@@ -8,6 +8,7 @@ have readable names: ``stem``, ``down1`` … ``downN`` (the last one is the bott
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -125,8 +126,9 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict) -> None:
     save_file(state, str(path), metadata={"segcam": json.dumps(metadata)})
 
 
-def load_weights(path: str | Path) -> tuple[UNet, dict]:
-    """A :class:`UNet` in eval mode and its metadata from :func:`save_weights`'s file.
+def load_weights(path: str | Path) -> tuple[nn.Module, dict]:
+    """A model in eval mode and its metadata from :func:`save_weights`'s file (a :class:`UNet`,
+    or a zoo family's model when the metadata names one).
 
     safetensors holds tensors only, so loading runs no code from the file.
     """
@@ -135,7 +137,12 @@ def load_weights(path: str | Path) -> tuple[UNet, dict]:
 
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["segcam"])
-    model = UNet(**meta["arch"])
+    if "family" in meta:  # a zoo model trained by segcam.train.train_family
+        from .zoo import build
+
+        model = build(meta["family"], meta["num_classes"])
+    else:
+        model = UNet(**meta["arch"])
     model.load_state_dict(load_file(str(path)))
     return model.eval(), meta
 
@@ -153,3 +160,39 @@ def default() -> UNet:
 def default_info() -> dict:
     """The default model's metadata: architecture, class names, training and test scores."""
     return load_weights(WEIGHTS)[1]
+
+
+class VGGUNet(nn.Module):
+    """U-Net with a VGG-16-style encoder (2, 2, 3, 3, 3 convolutions per block), as in the
+    Seg-XRes-CAM paper's medical experiments; channels are ``width·(1, 2, 4, 8, 8)``.
+
+    Blocks: ``encoder.block1`` … ``encoder.block5`` (the bottleneck, 1/16 of the input),
+    ``decoder.up1`` … ``decoder.up4`` and ``head``.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 6, width: int = 16):
+        super().__init__()
+        chans = [width, width * 2, width * 4, width * 8, width * 8]
+        convs = [2, 2, 3, 3, 3]
+        blocks, cin = [], in_channels
+        for i, (cout, n) in enumerate(zip(chans, convs)):
+            layers: list[nn.Module] = [nn.MaxPool2d(2)] if i else []
+            for _ in range(n):
+                layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                cin = cout
+            blocks.append((f"block{i + 1}", nn.Sequential(*layers)))
+        self.encoder = nn.Sequential(OrderedDict(blocks))
+        self.decoder = nn.ModuleDict({
+            f"up{i + 1}": Up(chans[4 - i], chans[3 - i], chans[3 - i]) for i in range(4)
+        })
+        self.head = nn.Conv2d(chans[0], num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        x = skips.pop()
+        for up in self.decoder.values():
+            x = up(x, skips.pop())
+        return self.head(x)

@@ -10,8 +10,9 @@ Classes are weighted by ``sqrt(median frequency / frequency)`` (see :func:`class
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import CLASS_NAMES, SceneConfig, make_batch
+from .inputs import read_logits
 from .models import UNet, save_weights
 
 TRAIN_SEED, TEST_SEED, UNBIASED_SEED = 0, 1, 2
@@ -48,7 +50,7 @@ def evaluate(model: nn.Module, seed: int, count: int, config: SceneConfig, batch
     conf = torch.zeros(n, n, dtype=torch.long)
     for start in range(0, count, batch):
         x, y = make_batch(start, min(batch, count - start), seed, config)
-        conf += confusion(model(x).argmax(1), y, n)
+        conf += confusion(logits_of(model, x).argmax(1), y, n)
     model.train(was_training)
     iou = iou_from_confusion(conf)
     return {
@@ -71,6 +73,15 @@ def class_weights(labels: Tensor, n: int) -> Tensor:
     return (freq.median() / freq.clamp_min(1e-12)).sqrt().clamp(max=10).float()
 
 
+def logits_of(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's class logits for ``x`` at ``x``'s size, whatever form the model returns."""
+    logits = read_logits(model(x))
+    if logits.shape[2:] != x.shape[2:]:
+        mode = "bilinear" if x.ndim == 4 else "trilinear"
+        logits = F.interpolate(logits, size=x.shape[2:], mode=mode, align_corners=False)
+    return logits
+
+
 def train(
     steps: int = 2400,
     batch: int = 16,
@@ -79,13 +90,20 @@ def train(
     lr: float = 3e-3,
     config: SceneConfig = SceneConfig(),
     log: Callable[[str], None] = print,
-) -> UNet:
-    """Train ``UNet(**ARCH)`` from scratch; deterministic for a given seed on one machine."""
+    build: Callable[[], nn.Module] = lambda: UNet(**ARCH),
+    checkpoint: Callable[[int, nn.Module], None] | None = None,
+    checkpoint_steps: Sequence[int] = (),
+) -> nn.Module:
+    """Train ``build()`` (default ``UNet(**ARCH)``) from scratch on the synthetic scenes.
+
+    Deterministic for a given seed on one machine.  ``checkpoint(step, model)`` is called (in
+    eval mode) after each step in ``checkpoint_steps`` (for training-progress views).
+    """
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     x_all, y_all = make_batch(0, scenes, TRAIN_SEED, config)
     log(f"generated {scenes} training scenes in {time.perf_counter() - t0:.0f} s")
-    model = UNet(**ARCH)
+    model = build()
     weights = class_weights(y_all, len(CLASS_NAMES))
     log("class weights " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -98,13 +116,16 @@ def train(
         for axis in range(config.dims):  # flips keep every label and cue meaning
             if torch.rand((), generator=gen) < 0.5:
                 x, y = x.flip(axis + 2), y.flip(axis + 1)
-        loss = F.cross_entropy(model(x), y, weight=weights)
+        loss = F.cross_entropy(logits_of(model, x), y, weight=weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step % 100 == 0 or step == steps:
             log(f"step {step}/{steps}  loss {loss.item():.4f}  {time.perf_counter() - t0:.0f} s")
+        if checkpoint is not None and step in checkpoint_steps:
+            checkpoint(step, model.eval())
+            model.train()
     return model.eval()
 
 
@@ -127,3 +148,45 @@ def train_default(out: str | Path, steps: int = 2400, log: Callable[[str], None]
     save_weights(model, out, meta)
     log(json.dumps({"test": test, "unbiased": unbiased}, indent=1))
     return meta
+
+
+def cache_dir() -> Path:
+    """Where trained zoo models are kept: ``$SEGCAM_CACHE`` or ``~/.cache/segcam``."""
+    return Path(os.environ.get("SEGCAM_CACHE", Path.home() / ".cache" / "segcam"))
+
+
+def train_family(
+    name: str,
+    steps: int = 300,
+    checkpoints: int = 3,
+    lr: float = 1e-3,
+    scenes: int = 1000,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Train a zoo family briefly on the synthetic scenes; cached checkpoints, last one last.
+
+    Saves ``checkpoints`` evenly spaced checkpoints (``{name}-{steps}steps-at{k}.safetensors`` in
+    :func:`cache_dir`), each with its test mIoU on 128 fresh scenes in the metadata, so the
+    training-progress grid can compare them.  Existing files are reused unless ``force``.
+    """
+    from .zoo import build as build_family
+
+    marks = sorted({max(1, steps * k // checkpoints) for k in range(1, checkpoints + 1)})
+    paths = [cache_dir() / f"{name}-{steps}steps-at{k}.safetensors" for k in marks]
+    if not force and all(p.exists() for p in paths):
+        log(f"using cached {name} checkpoints in {cache_dir()}")
+        return paths
+    cache_dir().mkdir(parents=True, exist_ok=True)
+
+    def save_checkpoint(step: int, model: nn.Module) -> None:
+        test = evaluate(model, TEST_SEED, 128, SceneConfig(), batch=32)
+        meta = {"family": name, "num_classes": len(CLASS_NAMES), "step": step, "steps": steps,
+                "class_names": list(CLASS_NAMES), "test": test}
+        save_weights(model, paths[marks.index(step)], meta)
+        log(f"{name} step {step}: test mIoU {test['miou']:.3f}")
+
+    train(steps=steps, lr=lr, scenes=scenes, log=log,
+          build=lambda: build_family(name, len(CLASS_NAMES)),
+          checkpoint=save_checkpoint, checkpoint_steps=marks)
+    return paths

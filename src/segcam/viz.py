@@ -190,3 +190,39 @@ def save_scene_gallery(path: str | Path, scenes: Sequence, class_names: Sequence
     fig.legend(handles, class_names, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def save_grid(
+    path: str | Path,
+    image: Tensor | np.ndarray,
+    region: Tensor | np.ndarray,
+    cells: Mapping[str, Mapping[str, np.ndarray]],
+    title: str = "",
+) -> None:
+    """Heatmap overlays in a grid: ``cells[row][column]``; the first column is the image with
+    the region. Rows are layers; columns are checkpoints (or a single column)."""
+    rows = list(cells)
+    cols = list(next(iter(cells.values())))
+    fig, axes = plt.subplots(len(rows), len(cols) + 1, figsize=(2.3 * (len(cols) + 1), 2.3 * len(rows) + 0.5),
+                             squeeze=False, constrained_layout=True)
+    reg_all = _numpy(region).astype(bool)
+    for r, row in enumerate(rows):
+        maps = [np.asarray(cells[row][c]) for c in cols]
+        img, maps, reg, z = to_2d(_numpy(image), maps, reg_all)
+        shown = display_image(img)
+        axes[r, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        _outline(axes[r, 0], reg)
+        axes[r, 0].set_title(row, fontsize=8)
+        for c, (col, heat) in enumerate(zip(cols, maps), start=1):
+            axes[r, c].imshow(overlay(img, heat))
+            _outline(axes[r, c], reg)
+            if r == 0:
+                axes[r, c].set_title(col, fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    mappable = plt.cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=HEATMAP_CMAP)
+    fig.colorbar(mappable, ax=axes[:, -1], fraction=0.05, pad=0.02, label="relevance")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
