@@ -215,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.family:
         from .train import train_family
 
-        paths = train_family(args.family, steps=args.steps or 300, checkpoints=args.checkpoints,
+        paths = train_family(args.family, steps=args.steps, checkpoints=args.checkpoints,
                              force=args.force)
         print("\n".join(str(p) for p in paths))
         return 0
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="retrain the default model, or briefly train a zoo family")
     tr.add_argument("--family", help="a zoo family (cached in $SEGCAM_CACHE or ~/.cache/segcam)")
     tr.add_argument("--out", default="default_unet.safetensors", help="default model: file to write")
-    tr.add_argument("--steps", type=int, help="default model: 2400; a family: 300")
+    tr.add_argument("--steps", type=int, help="default model: 2400; a family: its own (300 mostly)")
     tr.add_argument("--checkpoints", type=int, default=3, help="a family: checkpoints to keep")
     tr.add_argument("--force", action="store_true", help="a family: retrain even if cached")
     tr.set_defaults(run=cmd_train)

@@ -157,7 +157,7 @@ def cache_dir() -> Path:
 
 def train_family(
     name: str,
-    steps: int = 300,
+    steps: int | None = None,
     checkpoints: int = 3,
     lr: float = 1e-3,
     scenes: int = 1000,
@@ -166,12 +166,15 @@ def train_family(
 ) -> list[Path]:
     """Train a zoo family briefly on the synthetic scenes; cached checkpoints, last one last.
 
+    ``steps`` defaults to the family's ``train_steps`` (a few minutes on 2 CPU cores).
     Saves ``checkpoints`` evenly spaced checkpoints (``{name}-{steps}steps-at{k}.safetensors`` in
     :func:`cache_dir`), each with its test mIoU on 128 fresh scenes in the metadata, so the
     training-progress grid can compare them.  Existing files are reused unless ``force``.
     """
     from .zoo import build as build_family
+    from .zoo import family
 
+    steps = steps or family(name).train_steps
     marks = sorted({max(1, steps * k // checkpoints) for k in range(1, checkpoints + 1)})
     paths = [cache_dir() / f"{name}-{steps}steps-at{k}.safetensors" for k in marks]
     if not force and all(p.exists() for p in paths):

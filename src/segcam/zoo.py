@@ -41,6 +41,7 @@ class Family:
     dims: tuple[int, ...] = (2,)
     requires: str | None = None  # the optional package it needs (an extra of segcam)
     description: str = ""
+    train_steps: int = 300  # `segcam train --family` default: a few minutes on 2 CPU cores
 
     def available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
@@ -160,6 +161,7 @@ for _name, _builder, _layers in (
     register(Family(
         _name, _torchvision(_builder), _layers, "bottleneck", Preprocess.imagenet(),
         requires="torchvision", description=f"torchvision {_builder} (eval mode needed: BN in ASPP)",
+        train_steps=100 if "resnet50" in _builder else 300,  # ResNet-50: ~2 s a step on 2 cores
     ))
 
 
