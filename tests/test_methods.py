@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import LinearSeg, linear_seg
@@ -215,3 +216,44 @@ def test_lower_resolution_layer_gradients_sum_over_blocks(rng):
     expected = a * torch.tensor([[6.0, 0.0], [0.0, 3.0]])
     assert torch.allclose(exp.raw[0], expected, atol=1e-6)
     assert exp.layer_map.shape == (1, 2, 2) and exp.map.shape == (1, 4, 4)
+
+
+def test_layer_cam_keeps_positive_gradients_only(rng):
+    model = linear_seg()
+    x = torch.randn(1, 2, 4, 5, generator=rng)
+    target = Target(1, regions.box(1, 1, 3, 4))
+    exp = segcam.explain(model, x, target, method="layer-cam", layer="features")
+    w = model.head.weight[1, :, 0, 0].clamp_min(0)  # ReLU(dS/dA_k) = ReLU(W_1k) inside M
+    a = model.features(x)[0]
+    m = torch.zeros(4, 5)
+    m[1:3, 1:4] = 1
+    assert torch.allclose(exp.raw[0], m * (w[:, None, None] * a).sum(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_grad_cam_plus_plus_closed_form(dims, rng):
+    model = linear_seg(dims=dims)
+    spatial = (4, 5) if dims == 2 else (3, 4, 5)
+    x = torch.randn(1, 2, *spatial, generator=rng)
+    m = torch.zeros(spatial, dtype=torch.bool)
+    m[(slice(0, 2),) * dims] = True
+    exp = segcam.explain(model, x, Target(2, regions.mask(m)), method="grad-cam++", layer="features")
+    a = model.features(x)[0].detach()
+    expected = torch.zeros(spatial)
+    for k in range(a.shape[0]):  # g = W_2k on M, 0 elsewhere
+        g = model.head.weight[2, k].flatten()[0].item() * m.float()
+        divisor = 2 * g**2 + a[k].sum() * g**3
+        alpha = torch.where(divisor != 0, g**2 / torch.where(divisor != 0, divisor, 1), 0)
+        expected += (alpha * g.clamp_min(0)).sum() * a[k]
+    assert torch.allclose(exp.raw[0], expected, atol=1e-5)
+    assert torch.isfinite(exp.map).all()
+
+
+def test_new_methods_run_on_a_unet_in_2d_and_3d(rng):
+    for dims, shape in ((2, (16, 16)), (3, (8, 8, 8))):
+        model = segcam.models.UNet(1, 3, width=4, depth=2, dims=dims).eval()
+        x = torch.randn(1, *shape, generator=rng)
+        for method in ("layer-cam", "grad-cam++"):
+            exp = segcam.explain(model, x, Target(1, regions.box(*([2] * dims), *([6] * dims))),
+                                 method=method, layer="downs.0")
+            assert exp.heatmap.shape == shape and np.isfinite(exp.heatmap).all()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -144,3 +145,31 @@ class SegXResCAM(CamMethod):
                 f"window {self.window} has {len(window)} sizes but the layer's map is {dims}-D."
             )
         return window_pool(gradient, window, self.pool)
+
+
+@register("layer-cam")
+@dataclass(frozen=True)
+class LayerCAM(CamMethod):
+    """``W_k(u) = ReLU(dS/dA_k(u))``: only positive gradients weigh each location (Jiang et al.,
+    LayerCAM, IEEE TIP 2021)."""
+
+    def weights(self, activation: Tensor, gradient: Tensor) -> Tensor:
+        return gradient.clamp_min(0)
+
+
+@register("grad-cam++")
+@dataclass(frozen=True)
+class GradCAMPlusPlus(CamMethod):
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018) with the usual closed form for an exponential
+    score, in which higher derivatives are powers of the gradient ``G``::
+
+        alpha_k(u) = G_k(u)² / (2 G_k(u)² + sum_v A_k(v) G_k(u)³)      (0 where the divisor is 0)
+        W_k        = sum_u alpha_k(u) ReLU(G_k(u))                    (one number per channel)
+    """
+
+    def weights(self, activation: Tensor, gradient: Tensor) -> Tensor:
+        spatial = tuple(range(-(activation.ndim - 2), 0))
+        g2 = gradient.pow(2)
+        divisor = 2 * g2 + activation.sum(dim=spatial, keepdim=True) * gradient.pow(3)
+        alpha = torch.where(divisor != 0, g2 / torch.where(divisor != 0, divisor, 1), 0)
+        return (alpha * gradient.clamp_min(0)).sum(dim=spatial, keepdim=True)
