@@ -257,3 +257,33 @@ def test_new_methods_run_on_a_unet_in_2d_and_3d(rng):
             exp = segcam.explain(model, x, Target(1, regions.box(*([2] * dims), *([6] * dims))),
                                  method=method, layer="downs.0")
             assert exp.heatmap.shape == shape and np.isfinite(exp.heatmap).all()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_saliency_is_the_largest_absolute_input_gradient(dims, rng):
+    model = segcam.models.UNet(2, 3, width=4, depth=2, dims=dims).eval()
+    shape = (12, 16) if dims == 2 else (8, 8, 8)
+    x = torch.randn(1, 2, *shape, generator=rng)
+    centre = tuple(s // 2 for s in shape)
+    ex = segcam.Explainer(model)
+    exp = ex.explain(x, Target(1, regions.pixel(*centre)), method="saliency")
+    xr = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(xr)[(0, 1, *centre)], xr)
+    expected = grad.abs().amax(1)
+    assert exp.layer == "<input>" and torch.allclose(exp.raw, expected, atol=1e-6)
+    assert torch.allclose(exp.map, expected / expected.max(), atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(segcam.SegcamError, match="layer=None"):
+        ex.explain(x, Target(1), method="saliency", layer="downs.0")
+
+
+def test_saliency_and_a_layer_from_one_kept_forward(rng):
+    model = segcam.models.UNet(2, 3, width=4, depth=2).eval()
+    x = torch.randn(1, 2, 12, 16, generator=rng)
+    ex = segcam.Explainer(model)
+    fwd = ex.forward(x, layer=["<input>", "downs.1"])
+    target = Target(2, regions.box(2, 2, 8, 8))
+    sal = ex.explain(fwd, target, method="saliency")
+    cam = ex.explain(fwd, target, layer="downs.1")
+    assert torch.allclose(sal.raw, ex.explain(x, target, method="saliency").raw, atol=1e-6)
+    assert torch.allclose(cam.raw, ex.explain(x, target, layer="downs.1").raw, atol=1e-6)

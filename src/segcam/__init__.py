@@ -8,6 +8,7 @@
 """
 
 from . import models, regions
+from .adapter import SegmentationClassifier, as_classifier
 from .errors import (
     ImageError,
     LayerError,
@@ -38,6 +39,8 @@ __all__ = [
     "load_model",
     "regions",
     "explain",
+    "as_classifier",
+    "SegmentationClassifier",
     "METHODS",
     "CamMethod",
     "register",

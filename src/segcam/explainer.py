@@ -46,6 +46,8 @@ from .targets import Target, class_index, region_scores
 
 log = logging.getLogger("segcam")
 
+INPUT = "<input>"  # the pseudo-layer of methods that explain the input itself (saliency)
+
 LayerArg = str | nn.Module | Sequence[str | nn.Module] | None
 TargetArg = Target | int | str
 
@@ -281,13 +283,15 @@ class Explainer:
         return bottleneck(self.layers(image))
 
     def _layer_names(self, layer: LayerArg, x: Tensor) -> tuple[list[str], bool]:
+        if isinstance(layer, str) and layer == INPUT:
+            return [INPUT], True
         if layer is None:
             name = self.default_layer(x[:1])
             log.info("segcam: no layer given, explaining the default layer %r", name)
             return [name], True
         if isinstance(layer, (str, nn.Module)):
             return [self._find(layer)[0]], True
-        names = [self._find(item)[0] for item in layer]
+        names = [item if item == INPUT else self._find(item)[0] for item in layer]
         if not names:
             raise LayerError("the list of layers is empty; give at least one layer name.")
         return list(dict.fromkeys(names)), False
@@ -301,11 +305,19 @@ class Explainer:
         return self._forward(x, batched, names)
 
     def _forward(self, x: Tensor, batched: bool, names: list[str]) -> Forward:
-        capture = Capture({n: self._find(n)[1] for n in names})
+        layers = [n for n in names if n != INPUT]
+        capture = Capture({n: self._find(n)[1] for n in layers})
         with guarded(self.model), capture.hooks(), torch.enable_grad():
+            if INPUT in names:  # the input is a leaf of the graph: gradients reach it
+                x = x.detach().requires_grad_(True)
             out = self._run(x)
             logits = logits_at_input_size(read_logits(out, self.output), x)
-        for name in names:
+        activations = dict(capture.activations)
+        layouts = {}
+        if INPUT in names:
+            activations[INPUT] = x
+            layouts[INPUT] = Layout("spatial", tuple(x.shape[2:]))
+        for name in layers:
             if name in capture.problems:
                 raise LayerError(f"layer {name!r} cannot be explained: {capture.problems[name]}.")
             if capture.calls[name] == 0:
@@ -313,13 +325,12 @@ class Explainer:
                     f"layer {name!r} did not run during the forward pass; pick a layer the model "
                     "uses (see explainer.layers())."
                 )
-        layouts = {}
-        for name in names:
+        for name in layers:
             lay = layout_of(capture.activations[name], x.shape[2:], self._grid_for(name))
             if lay is None:
                 raise LayerError(self._not_spatial(name, capture.activations[name], x))
             layouts[name] = lay
-        return Forward(x, batched, logits, capture.activations, layouts)
+        return Forward(x.detach(), batched, logits, {n: activations[n] for n in names}, layouts)
 
     def _not_spatial(self, name: str, act: Tensor, x: Tensor) -> str:
         spatial_layers = [i.name for i in self.layers(x[:1]) if i.explainable]
@@ -382,6 +393,10 @@ class Explainer:
         backward: str,
     ) -> list[Any]:
         cam = get_method(method, options)
+        if cam.uses_input:
+            if layer not in (None, INPUT):
+                raise SegcamError(f"method {method!r} explains the input itself; pass layer=None.")
+            layer = INPUT
         targets_ = [t if isinstance(t, Target) else Target(t) for t in targets]
         fwd, names, single = self._forward_for(image, layer)
         retain = isinstance(image, Forward)  # a kept forward must survive for the next target

@@ -61,6 +61,7 @@ class CamMethod:
     """
 
     name: ClassVar[str] = ""
+    uses_input: ClassVar[bool] = False  # True: explains the input image, not a layer
 
     def weights(self, activation: Tensor, gradient: Tensor) -> Tensor:
         raise NotImplementedError
@@ -173,3 +174,15 @@ class GradCAMPlusPlus(CamMethod):
         divisor = 2 * g2 + activation.sum(dim=spatial, keepdim=True) * gradient.pow(3)
         alpha = torch.where(divisor != 0, g2 / torch.where(divisor != 0, divisor, 1), 0)
         return (alpha * gradient.clamp_min(0)).sum(dim=spatial, keepdim=True)
+
+
+@register("saliency")
+@dataclass(frozen=True)
+class Saliency(CamMethod):
+    """Input-gradient saliency (Simonyan et al., ICLR workshop 2014): ``L(u) = max_k |dS/dx_k(u)|``
+    over the input channels ``k``.  It explains the image itself, so it takes ``layer=None``."""
+
+    uses_input: ClassVar[bool] = True
+
+    def __call__(self, activation: Tensor, gradient: Tensor) -> Tensor:
+        return gradient.abs().amax(dim=-(activation.ndim - 1))
