@@ -153,3 +153,13 @@ def test_zoo_models_on_the_command_line(tmp_path, scene, capsys):
             "--layer", "block4.1.mixffn-dwconv", "--save-npy", str(out)]
     assert cli.main(argv) == 0
     assert np.load(out).shape == (64, 64)
+
+
+def test_rise_on_the_command_line_shows_progress(tmp_path, scene, capsys):
+    out = tmp_path / "rise.npy"
+    argv = ["explain", str(scene), "--class", "5", "--pixel", "37,12", "--method", "rise",
+            "--n-masks", "64", "--save-npy", str(out)]
+    assert cli.main(argv) == 0
+    assert "64/64" in capsys.readouterr().err
+    heat = np.load(out)
+    assert heat.shape == (64, 64) and 0 <= heat.min() and heat.max() <= 1

@@ -7,7 +7,7 @@
 >>> exp.heatmap  # float32 numpy map in [0, 1] of the image's spatial shape  # doctest: +SKIP
 """
 
-from . import models, regions
+from . import models, perturbation, regions  # noqa: F401  (perturbation registers "rise")
 from .adapter import SegmentationClassifier, as_classifier
 from .errors import (
     ImageError,

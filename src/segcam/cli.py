@@ -58,8 +58,19 @@ def _window(text: str) -> int | tuple[int, ...] | None:
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+def _progress_bar(done: int, total: int) -> None:
+    filled = int(30 * done / total)
+    print(f"\r  masks [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", file=sys.stderr)
+    if done == total:
+        print(file=sys.stderr)
+
+
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
+    if args.method == "rise":
+        options = {"n_masks": args.n_masks or 2000, "seed": args.seed, "progress": _progress_bar}
+    elif args.n_masks is not None:
+        raise SegcamError(f"--n-masks only applies to rise, not {args.method}.")
     if args.method == "seg-xres-cam":
         options["pool"] = args.pool
         if args.window is not None:
@@ -251,6 +262,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", help="seg-xres-cam window: N, HxW or 'full' (default 2)")
     p.add_argument("--pool", default="max", choices=["max", "mean"], help="seg-xres-cam pooling")
     p.add_argument("--mean", action="store_true", help="average the logits over the region")
+    p.add_argument("--n-masks", type=int, help="rise: number of random masks (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="rise: random seed")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -393,6 +393,10 @@ class Explainer:
         backward: str,
     ) -> list[Any]:
         cam = get_method(method, options)
+        if getattr(cam, "perturbation", False):
+            if layer not in (None, INPUT):
+                raise SegcamError(f"method {method!r} perturbs the input and uses no layer; pass layer=None.")
+            return self._explain_perturbation(image, targets, cam, method, options)
         if cam.uses_input:
             if layer not in (None, INPUT):
                 raise SegcamError(f"method {method!r} explains the input itself; pass layer=None.")
@@ -442,6 +446,38 @@ class Explainer:
                     batched=fwd.batched,
                 )
         return [r[names[0]] if single else r for r in results]
+
+    def _explain_perturbation(
+        self, image: Any, targets: list[TargetArg], cam: Any, method: str, options: dict[str, Any]
+    ) -> list[Explanation]:
+        """Explanations from forward passes only (RISE): no hooks, no gradients."""
+        x, batched = (image.image, image.batched) if isinstance(image, Forward) else self._image(image)
+        targets_ = [t if isinstance(t, Target) else Target(t) for t in targets]
+
+        def run_model(batch: Tensor) -> Logits:
+            return logits_at_input_size(read_logits(self._run(batch), self.output), batch)
+
+        with guarded(self.model), torch.inference_mode():
+            logits = run_model(x)
+            predicted = logits.predicted()
+            classes = [class_index(t.cls, logits.n_classes, self.class_names) for t in targets_]
+            masks = [t.region.resolve(RegionContext(x.shape[2:], x.shape[0], x.device, c, lambda: predicted))
+                     for t, c in zip(targets_, classes)]
+            scores = [region_scores(logits, c, m, t.reduce) for t, c, m in zip(targets_, classes, masks)]
+            per_image = [cam.run(run_model, x[b], classes, [m[b] for m in masks], predicted[b])
+                         for b in range(x.shape[0])]
+        maps = torch.stack([p[0] for p in per_image], dim=1)  # (K, B, *S)
+        used = min(p[1] for p in per_image)
+        out = []
+        for k, target in enumerate(targets_):
+            normalised = normalise(maps[k].clamp_min(0))
+            out.append(Explanation(
+                map=normalised, layer_map=normalised, raw=maps[k], region=masks[k],
+                score=scores[k], target=target, cls=classes[k], layer=INPUT, method=method,
+                options={**options, "masks_used": used, "stopped_early": used < cam.n_masks},
+                batched=batched,
+            ))
+        return out
 
     def _forward_for(self, image: Any, layer: LayerArg) -> tuple[Forward, list[str], bool]:
         """The forward pass to explain (given or run now), its layers, and if one was asked."""
