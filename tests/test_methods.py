@@ -287,3 +287,30 @@ def test_saliency_and_a_layer_from_one_kept_forward(rng):
     cam = ex.explain(fwd, target, layer="downs.1")
     assert torch.allclose(sal.raw, ex.explain(x, target, method="saliency").raw, atol=1e-6)
     assert torch.allclose(cam.raw, ex.explain(x, target, layer="downs.1").raw, atol=1e-6)
+
+
+def test_score_cam_weights_are_a_softmax_of_masked_region_scores(rng):
+    model = linear_seg()
+    x = torch.rand(1, 2, 6, 6, generator=rng)
+    region = regions.box(1, 1, 4, 5)
+    exp = segcam.explain(model, x, Target(2, region), method="score-cam", layer="features")
+    a = model.features(x)[0].detach()  # (3, 6, 6), same size as the input
+    lo = a.flatten(1).amin(1)[:, None, None]
+    hi = a.flatten(1).amax(1)[:, None, None]
+    h = (a - lo) / (hi - lo)
+    with torch.no_grad():
+        scores = torch.stack([model(x * h[k])[0, 2, 1:4, 1:5].mean() for k in range(3)])
+    w = torch.softmax(scores, 0)
+    assert torch.allclose(exp.raw[0], (w[:, None, None] * a).sum(0), atol=1e-5)
+
+
+def test_score_cam_in_2d_and_3d_with_batches(rng):
+    for dims, shape in ((2, (16, 16)), (3, (8, 8, 8))):
+        model = segcam.models.UNet(1, 3, width=4, depth=2, dims=dims).eval()
+        x = torch.randn(2, 1, *shape, generator=rng)
+        t = Target(1, regions.box(*([2] * dims), *([6] * dims)))
+        a = segcam.explain(model, x, t, method="score-cam", layer="downs.1", batch_size=3)
+        b = segcam.explain(model, x, t, method="score-cam", layer="downs.1")
+        assert a.heatmap.shape == (2, *shape) and np.isfinite(a.heatmap).all()
+        assert torch.allclose(a.raw, b.raw, atol=1e-5)
+        assert all(p.grad is None for p in model.parameters())

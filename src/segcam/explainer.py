@@ -412,8 +412,11 @@ class Explainer:
         with torch.enable_grad():
             per_image = [region_scores(fwd.logits, c, m, t.reduce)
                          for t, c, m in zip(targets_, classes, masks)]
-            grads = self._gradients([s.sum() for s in per_image],
-                                    [fwd.activations[n] for n in names], retain, backward)
+            if cam.needs_scores:  # weights from masked forward passes, not from gradients
+                grads = [self._score_weights(fwd, n, classes, masks, cam.batch_size) for n in names]
+            else:
+                grads = self._gradients([s.sum() for s in per_image],
+                                        [fwd.activations[n] for n in names], retain, backward)
 
         for t, score in zip(targets_, per_image):
             if not bool(torch.isfinite(score).all()):
@@ -425,7 +428,7 @@ class Explainer:
         for name, grad in zip(names, grads):
             lay = fwd.layouts[name]
             act = lay.to_map(fwd.activations[name].detach()).float()
-            grad_map = lay.to_map(grad).float()
+            grad_map = grad if cam.needs_scores else lay.to_map(grad).float()
             self._warn_if_zero(grad_map, targets_, name)
             raw = cam(act, grad_map)  # (T, B, *s)
             if not bool(torch.isfinite(raw).all()):
@@ -446,6 +449,33 @@ class Explainer:
                     batched=fwd.batched,
                 )
         return [r[names[0]] if single else r for r in results]
+
+    def _score_weights(
+        self, fwd: Forward, name: str, classes: list[int], masks: list[Tensor], batch_size: int | None
+    ) -> Tensor:
+        """Score-CAM's channel weights ``(T, B, K, 1, ..)``: softmax over channels ``k`` of the mean
+        class-``c`` logit over the region when the image is multiplied by channel ``k``'s map
+        (upsampled to the input, min-max scaled to [0, 1])."""
+        act = fwd.layouts[name].to_map(fwd.activations[name].detach()).float()
+        b, k = act.shape[:2]
+        up = upsample(act.flatten(0, 1), fwd.spatial).reshape(b, k, -1)
+        lo, hi = up.amin(2, keepdim=True), up.amax(2, keepdim=True)
+        scaled = torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))
+        scaled = scaled.reshape(b, k, *fwd.spatial)
+        step = batch_size or max(1, min(32, 2**26 // fwd.image[0].numel()))
+        scores = torch.zeros((len(classes), b, k))
+        with guarded(self.model), torch.inference_mode():
+            for i in range(b):
+                for start in range(0, k, step):
+                    masked = fwd.image[i] * scaled[i, start:start + step, None]
+                    logits = logits_at_input_size(read_logits(self._run(masked), self.output), masked)
+                    for t, (c, m) in enumerate(zip(classes, masks)):
+                        region = m[i]
+                        scores[t, i, start:start + step] = (
+                            (logits.of_class(c) * region).flatten(1).sum(1) / region.sum()
+                        )
+        weights = torch.softmax(scores, dim=-1).to(act.device)
+        return weights.reshape(*weights.shape, *(1,) * (act.ndim - 2))
 
     def _explain_perturbation(
         self, image: Any, targets: list[TargetArg], cam: Any, method: str, options: dict[str, Any]

@@ -62,6 +62,7 @@ class CamMethod:
 
     name: ClassVar[str] = ""
     uses_input: ClassVar[bool] = False  # True: explains the input image, not a layer
+    needs_scores: ClassVar[bool] = False  # True: weights come from masked forward passes
 
     def weights(self, activation: Tensor, gradient: Tensor) -> Tensor:
         raise NotImplementedError
@@ -186,3 +187,22 @@ class Saliency(CamMethod):
 
     def __call__(self, activation: Tensor, gradient: Tensor) -> Tensor:
         return gradient.abs().amax(dim=-(activation.ndim - 1))
+
+
+@register("score-cam")
+@dataclass(frozen=True)
+class ScoreCAM(CamMethod):
+    """Score-CAM (Wang et al., CVPR workshops 2020) for a region score: no gradients.
+
+    Each channel's map ``A_k``, upsampled and scaled to [0, 1] (``H_k``), masks the image; the
+    model's mean class-``c`` logit over the region for ``x ⊙ H_k`` gives ``s_k``, and
+    ``W_k = softmax_k(s_k)`` (the baseline's score in the paper's increase of confidence is the same
+    for every channel, so it cancels in the softmax).  One forward pass per channel, in batches of
+    ``batch_size`` (default 32).
+    """
+
+    needs_scores: ClassVar[bool] = True
+    batch_size: int | None = None
+
+    def weights(self, activation: Tensor, gradient: Tensor) -> Tensor:
+        return gradient  # the engine passes the score weights in the gradient's place
