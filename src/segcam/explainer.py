@@ -40,6 +40,7 @@ from .inputs import (
 )
 from .layers import Capture, LayerInfo, Layout, bottleneck, find_layer, layout_of, survey
 from .methods import get_method
+from .perturbation import batch_size_for
 from .regions import RegionContext
 from .safety import guarded
 from .targets import Target, class_index, region_scores
@@ -462,7 +463,7 @@ class Explainer:
         lo, hi = up.amin(2, keepdim=True), up.amax(2, keepdim=True)
         scaled = torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))
         scaled = scaled.reshape(b, k, *fwd.spatial)
-        step = batch_size or max(1, min(32, 2**26 // fwd.image[0].numel()))
+        step = batch_size or batch_size_for(fwd.image[0])
         scores = torch.zeros((len(classes), b, k))
         with guarded(self.model), torch.inference_mode():
             for i in range(b):
