@@ -327,16 +327,10 @@ def batched_backward_status(case: Case, explainer: segcam.Explainer) -> str:
     segcam's ``backward="batched"`` silently loops when an op has no batching rule; this
     re-runs the same ``is_grads_batched`` call to say which one was timed.
     """
-    from segcam.regions import RegionContext
-    from segcam.targets import class_index, region_scores
+    from segcam.core.target import resolve_targets
 
     fwd = explainer.forward(case.image, layer=case.layer)
-    scores = []
-    for t in case.many:
-        c = class_index(t.cls, fwd.logits.n_classes, None)
-        m = t.region.resolve(RegionContext(fwd.spatial, fwd.image.shape[0], fwd.image.device, c,
-                                           lambda: fwd.predicted))
-        scores.append(region_scores(fwd.logits, c, m, t.reduce).sum())
+    scores = [t.score.sum() for t in resolve_targets(case.many, fwd.logits, lambda: fwd.predicted, None)]
     stacked = torch.stack(scores)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -576,7 +570,7 @@ def report(info: dict[str, Any], config: dict[str, Any], results: dict[str, dict
         )
     lines.append(
         f"{'no .grad left on params':<28}{'':>6}"
-        + "".join(f"{str(results[n]['no_param_grads']):>{col}}" for n in names)
+        + "".join(f"{results[n]['no_param_grads']!s:>{col}}" for n in names)
     )
     return "\n".join(lines)
 

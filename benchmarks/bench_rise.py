@@ -18,9 +18,10 @@ import torch
 
 import segcam
 from segcam import Target, regions
+from segcam.core import batch_size_for, dice
 from segcam.data import sample_scenes
+from segcam.methods.rise import render_masks, rise_masks
 from segcam.models import default
-from segcam.perturbation import batch_size_for, dice, render_masks, rise_masks
 
 
 def timed(fn, reps: int) -> float:
@@ -68,7 +69,8 @@ def main() -> None:
                 m = render_masks(grids[i:i + 1], shifts[i:i + 1], image.shape[1:])[0]
                 masked = image * m + image.mean((1, 2), keepdim=True) * (1 - m)
                 pred = model(masked[None]).argmax(1) == target.cls
-                total += dice(pred & (scene.labels == target.cls), original & (scene.labels == target.cls)) * m
+                region = scene.labels == target.cls
+                total += dice(pred & region, original & region, 2)[0] * m
 
     per_mask_loop = timed(loop, 1) / args.loop_masks
     print(f"default model, input {tuple(image.shape)}, batch {batch}, torch threads {torch.get_num_threads()}")

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import LinearSeg, linear_seg
+from helpers import LinearSeg, linear_seg
 from torch import nn
 
 import segcam
@@ -206,10 +206,13 @@ def test_several_layers_in_one_call_equal_single_calls(rng):
     x = torch.randn(1, 3, 16, 16, generator=rng)
     ex = segcam.Explainer(model)
     target = Target(3, regions.box(2, 2, 9, 9))
-    both = ex.explain(x, target, method="seg-xres-cam", layer=["downs.1", model.ups[0]])
-    assert set(both) == {"downs.1", "ups.0"}
-    for name, exp in both.items():
+    both = ex.explain_many(x, [target], method="seg-xres-cam", layer=["downs.1", model.ups[0]])
+    assert both.layers == ["downs.1", "ups.0"] and len(both) == 2
+    for name, exp in both.for_target(0).items():
+        assert exp.layer == name and both[name] is exp and both[0, name] is exp
         assert maps_equal(exp, ex.explain(x, target, method="seg-xres-cam", layer=name))
+    with pytest.raises(segcam.SegcamError, match="explain_many"):
+        ex.explain(x, target, layer=["downs.1", "ups.0"])
 
 
 @pytest.mark.parametrize("backward", ["loop", "batched"])
@@ -249,7 +252,9 @@ def test_kept_forward_is_retargeted_without_a_new_forward(rng):
         kept = ex.explain(fwd, Target(cls, regions.box(0, 0, 8, 8)), layer="downs.1")
         fresh = ex.explain(x, Target(cls, regions.box(0, 0, 8, 8)), layer="downs.1")
         assert maps_equal(kept, fresh)
-    assert len(ex.explain(fwd, Target(0))) == 2  # both captured layers
+    assert ex.explain_many(fwd, [Target(0)]).layers == ["downs.1", "ups.1"]  # both captured layers
+    with pytest.raises(segcam.SegcamError, match="several layers"):
+        ex.explain(fwd, Target(0))  # one explanation, but which layer?
     many = ex.explain_many(fwd, [Target(0), Target(1)], layer="ups.1")
     assert len(many) == 2 and many[0].layer == "ups.1"
     with pytest.raises(segcam.LayerError, match="not captured"):

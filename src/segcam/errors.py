@@ -30,7 +30,7 @@ class TargetError(SegcamError):
 
 
 class ImageError(SegcamError):
-    """An image has the wrong type, shape, channel count or non-finite values."""
+    """An image has the wrong type, shape, size, channel count or non-finite values."""
 
 
 class ModelError(SegcamError):
@@ -47,6 +47,10 @@ class UnsafePickleError(ModelLoadError):
 
 class LayerError(SegcamError):
     """A layer's output cannot be turned into a spatial feature map."""
+
+
+class MethodError(SegcamError):
+    """An unknown method, or a method option of the wrong type or out of range."""
 
 
 class SegcamWarning(UserWarning):

@@ -1,0 +1,47 @@
+"""Data: synthetic scenes whose evidence is known, the bundled samples, image and volume files.
+
+``scenes``: :func:`make_scene` / :func:`make_batch` generate 2-D and 3-D scenes with known
+evidence (see :mod:`segcam.data.scenes` for the classes and the bias rules).  ``samples``:
+scenes on disk and the three bundled with segcam.  ``files``: :func:`load_image`,
+:func:`load_mask` and :func:`save_image`, bounded in memory for files from anyone.
+
+This package never imports the engine (``segcam.core``, ``methods``, ``explainer`` …) nor
+matplotlib.
+"""
+
+from __future__ import annotations
+
+from .files import DEFAULT_MAX_PIXELS, load_image, load_mask, save_image
+from .samples import SAMPLE_SEED, SAMPLES, bundle_samples, load_scene, pick_samples, sample_scenes, save_scene
+from .scenes import (
+    BIASED_CLASS,
+    CLASS_NAMES,
+    CONTEXT_CLASSES,
+    CUE_COLOURS,
+    Scene,
+    SceneConfig,
+    make_batch,
+    make_scene,
+)
+
+__all__ = [
+    "BIASED_CLASS",
+    "CLASS_NAMES",
+    "CONTEXT_CLASSES",
+    "CUE_COLOURS",
+    "DEFAULT_MAX_PIXELS",
+    "SAMPLES",
+    "SAMPLE_SEED",
+    "Scene",
+    "SceneConfig",
+    "bundle_samples",
+    "load_image",
+    "load_mask",
+    "load_scene",
+    "make_batch",
+    "make_scene",
+    "pick_samples",
+    "sample_scenes",
+    "save_image",
+    "save_scene",
+]
