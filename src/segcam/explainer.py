@@ -10,6 +10,7 @@ from many threads.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -82,7 +83,7 @@ class Explainer:
         if postprocess is not None and not isinstance(postprocess, PostProcess):
             raise SegcamError(f"postprocess must be a segcam.PostProcess, got {shown(postprocess)}.")
         self.postprocess = postprocess or PostProcess()
-        self._surveys: dict[tuple[int, ...], list[LayerInfo]] = {}
+        self._surveys: dict[tuple[Any, ...], list[LayerInfo]] = {}
         self._named: dict[str, nn.Module] = {}
 
     @classmethod
@@ -100,7 +101,7 @@ class Explainer:
         """Every module with its output shape and spatial layout, from one forward pass of
         ``image`` (default: a zero image of 256² for 2-D models, 64³ for 3-D ones)."""
         x = self._image(image)[0][:1] if image is not None else self._dummy_image()
-        key = tuple(x.shape)
+        key = (tuple(x.shape), tuple(map(id, self.model.modules())))  # a replaced module: survey again
         if key not in self._surveys:
             with guarded(self.model):
                 found = survey(self.model, lambda: call_model(self.model, x), x.shape[2:], self._grid_for)
@@ -189,7 +190,7 @@ class Explainer:
                       backward: str, progress: Progress | None) -> tuple[list[list[Explanation]], list[str]]:
         start = time.perf_counter()
         if progress is not None:
-            check_callable(progress, "progress")
+            _check_progress(progress)
         chosen = create(method, options)
         wanted = [as_target(t) for t in targets]
         with torch.inference_mode(False):
@@ -199,7 +200,9 @@ class Explainer:
             ctx = Context(fwd, resolved, names, self._run_variants, method=chosen.name, backward=backward,
                           retain=isinstance(image, Forward), progress=progress)
             rows: list[list[Explanation]] = [[] for _ in resolved]
-            for name in names:
+            for i, name in enumerate(names):
+                if progress is not None and len(names) > 1:  # one count over every layer
+                    ctx.progress = _offset(progress, i, len(names))
                 began = time.perf_counter()
                 raw = self._checked(chosen.explain(ctx, name), ctx, name)
                 spent = time.perf_counter() - began
@@ -215,6 +218,11 @@ class Explainer:
     def _forward_for(self, image: Any, layer: Any, method: Method) -> tuple[Forward, list[str]]:
         """The forward pass to explain (the given one, or one run now) and its layers."""
         if isinstance(image, Forward):
+            if image.model is None or image.model() is not self.model:
+                raise SegcamError(
+                    "this kept forward pass was run by another model (or explainer of another model); "
+                    "explain it with the explainer that made it, or pass the image itself."
+                )
             return image, self._kept_layers(image, layer, method)
         x, batched = self._image(image)
         names = self._method_layers(layer, x, method)
@@ -224,14 +232,13 @@ class Explainer:
         if method.on_input:
             if layer not in (None, INPUT):
                 raise SegcamError(
-                    f"method {method.name!r} explains the input's pixels and takes no layer; pass layer=None."
+                    f"method {method.name!r} explains the input's pixels and takes no layer; leave the layer "
+                    "out (layer=None in Python, no --layer on the command line)."
                 )
             return [INPUT]
         return self._layer_list(layer, x, allow_input=False)
 
     def _kept_layers(self, fwd: Forward, layer: Any, method: Method) -> list[str]:
-        if method.gradients and not fwd.recorded:
-            raise SegcamError(f"method {method.name!r} needs gradients, which this forward pass did not record.")
         if method.on_input or layer is None:
             names = [INPUT] if method.on_input else [n for n in fwd.layers if n != INPUT]
         else:
@@ -270,9 +277,10 @@ class Explainer:
     def _resolve(self, targets: list[Any], fwd: Forward) -> list[ResolvedTarget]:
         return resolve_targets(targets, fwd.logits, lambda: fwd.predicted, self.class_names)
 
-    def _run_variants(self, images: Tensor) -> Logits:
-        """Logits of modified inputs: a guarded forward pass that records nothing."""
-        with guarded(self.model), torch.inference_mode():
+    def _run_variants(self, images: Tensor, record: bool) -> Logits:
+        """Logits of modified inputs from a guarded forward pass; it records a graph (from the
+        inputs only: the parameters are frozen) when ``record``, else nothing."""
+        with guarded(self.model), torch.inference_mode(not record), torch.set_grad_enabled(record):
             return logits_at_input_size(read_logits(call_model(self.model, images), self.output), images)
 
     def _checked(self, raw: Any, ctx: Context, name: str) -> Tensor:
@@ -282,7 +290,10 @@ class Explainer:
             got = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
             raise MethodError(f"method {ctx.method!r} returned {got} at layer {name!r}; expected a tensor {expected}.")
         if not bool(torch.isfinite(raw).all()):
-            raise ModelError(f"the activations or gradients at layer {name!r} are not finite (NaN or inf).")
+            raise ModelError(
+                f"method {ctx.method!r} produced non-finite values (NaN or inf) at layer {name!r}: the model's "
+                "activations, gradients or outputs there are not finite."
+            )
         return raw.detach()
 
     def _explanation(self, raw: Tensor, t: ResolvedTarget, name: str, method: Method, fwd: Forward,
@@ -294,8 +305,8 @@ class Explainer:
             cls=t.cls, class_name=names[t.cls] if names else None, layer=name, method=method.name,
             options=method.to_dict(), batched=fwd.batched,
             timings={"forward": fwd.seconds if not ctx.retain else 0.0, "backward": ctx.seconds["backward"],
-                     "method": spent},
-            details=dict(ctx.notes),
+                     "modified_inputs": ctx.seconds["modified_inputs"], "method": spent},
+            details={**ctx.notes, **({"modified_inputs": ctx.passes} if ctx.passes else {})},
         )
 
     # ---------------------------------------------------------------- helpers
@@ -308,8 +319,9 @@ class Explainer:
         one is missing, so modules added later are found)."""
         if isinstance(layer, str):
             layer = self.layer_names.get(layer, layer)
-            if layer in self._named:
-                return layer, self._named[layer]
+            cached = self._named.get(layer)
+            if cached is not None and _submodule(self.model, layer) is cached:
+                return layer, cached
         self._named = dict(self.model.named_modules())
         try:
             return find_layer(self.model, layer, self._named)
@@ -322,7 +334,8 @@ class Explainer:
 
     def _grid_for(self, name: str) -> Sequence[int] | None:
         if isinstance(self.token_grid, Mapping):
-            return self.token_grid.get(name)
+            readable = [r for r, module in self.layer_names.items() if module == name]
+            return next((self.token_grid[k] for k in (name, *readable) if k in self.token_grid), None)
         return self.token_grid
 
     def _check_class_names(self, logits: Logits) -> None:
@@ -349,6 +362,28 @@ class Explainer:
             f"(B, C, *{tuple(x.shape[2:])}) nor tokens (B, N, C) that fit a grid of the "
             f"input's shape; pass token_grid=(h, w) for tokens or choose another layer.{hint}"
         )
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _offset(progress: Progress, layer: int, layers: int) -> Progress:
+    """``progress`` counting layer ``layer``'s steps after those of the layers before it."""
+    return lambda done, total: progress(layer * total + done, layers * total)
+
+
+def _check_progress(progress: Any) -> None:
+    check_callable(progress, "progress")
+    try:
+        inspect.signature(progress).bind(0, 1)
+    except TypeError:
+        raise SegcamError("progress must take two arguments, progress(done, total).") from None
+    except ValueError:  # a builtin without a signature: it will say so when called
+        pass
 
 
 def _check_token_grid(value: Any) -> Any:

@@ -114,3 +114,21 @@ def test_the_method_object_can_be_passed_instead_of_a_name():
     assert torch.equal(a.map, b.map) and a.options == {"window": 4, "pool": "mean"}
     with pytest.raises(segcam.MethodError, match="next to a method object"):
         segcam.explain(model, x, segcam.Target(1), method=xres, window=2)
+
+
+def test_the_methods_listing_shows_the_real_flags(capsys):
+    @segcam.register("clash-cam-2")
+    class Clash(CamMethod):
+        """Clash: an option named like a command-line flag."""
+
+        layer: int = 1
+
+        def weights(self, activation, gradient):
+            return gradient
+
+    try:
+        cli.main(["methods"])
+        out = capsys.readouterr().out
+        assert "--clash-cam-2-layer" in out and "--n-masks" in out
+    finally:
+        unregister("clash-cam-2")

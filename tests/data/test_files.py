@@ -221,3 +221,16 @@ def test_masks_load_as_booleans(tmp_path):
     np.save(tmp_path / "m4.npy", np.ones((1, 2, 3, 4), bool))
     with pytest.raises(ImageError, match=r"it must be \(H, W\) or \(D, H, W\)"):
         load_mask(tmp_path / "m4.npy")
+
+
+def test_sixteen_bit_and_float_grey_images_keep_their_depth(tmp_path):
+    deep = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 4096 levels up to 65520
+    Image.fromarray(deep).save(tmp_path / "ct.png")
+    image = load_image(tmp_path / "ct.png")
+    assert image.shape == (1, 64, 64) and len(torch.unique(image)) == 4096
+    assert torch.allclose(image[0], torch.from_numpy(deep / 65535.0).float())
+    assert load_image(tmp_path / "ct.png", channels=3).shape == (3, 64, 64)
+    values = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    Image.fromarray(values).save(tmp_path / "map.tif")
+    assert torch.equal(load_image(tmp_path / "map.tif")[0], torch.from_numpy(values))  # as stored
+    assert load_mask(tmp_path / "ct.png").sum() == 64 * 64 - 1 and load_mask(tmp_path / "map.tif").all()

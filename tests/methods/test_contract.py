@@ -59,3 +59,25 @@ def test_every_method_keeps_the_contract(name, dims):
     assert_untouched(model, before)
     assert hook_count(model) == hooks
     assert torch.is_grad_enabled()
+
+
+def choices() -> list[tuple[str, str, str]]:
+    """(method, option, value) for every value of every choice option but the default."""
+    found = []
+    for name, cls in sorted(METHODS.items()):
+        for spec in cls.options():
+            for value in getattr(spec.kind, "choices", ()):
+                if value != spec.default:
+                    found.append((name, spec.name, value))
+    return found
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name, option, value", choices())
+def test_every_choice_of_every_option_keeps_the_contract(name, option, value, dims):
+    model = UNet(1, 3, width=4, depth=2, dims=dims).eval()
+    shape = SHAPES[dims]
+    exp = segcam.Explainer(model).explain(torch.randn(1, *shape), Target(1, regions.pixel(*[s // 2 for s in shape])),
+                                          method=name, **{option: value})
+    assert exp.heatmap.shape == shape and bool(torch.isfinite(exp.map).all())
+    assert 0 <= float(exp.map.min()) and float(exp.map.max()) <= 1 and exp.options[option] == value

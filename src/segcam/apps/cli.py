@@ -124,12 +124,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_explain(probe)  # the flags `segcam explain` gives each option
+    flags = {(method, f.option): f.flag for f in probe.get_default("method_flags").values() for method in f.specs}
     for name, cls in sorted(METHODS.items()):
         needs = "the input's pixels" if cls.on_input else "a layer"
         print(f"{name:<14} {cls.summary()}  [explains {needs}{'' if cls.gradients else '; forward passes only'}]")
         for spec in cls.options():
-            flag = "--" + spec.name.replace("_", "-")
-            print(f"    {flag:<14} {spec.help} ({spec.kind.describe()}; default {spec.default})")
+            print(f"    {flags[name, spec.name]:<14} {spec.help} ({spec.kind.describe()}; default {spec.default})")
     return 0
 
 
@@ -255,18 +257,22 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     add_method_flags(p, {a.dest for a in p._actions})
 
 
+def _add_explain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="PNG/JPEG/TIFF image, or .npy float array (C, *S)")
+    p.add_argument("--layer", nargs="+", help="layer name(s); default: the bottleneck")
+    p.add_argument("-o", "--output", help="write an overlay PNG (one per layer)")
+    p.add_argument("--save-npy", help="write the heatmap as .npy (one per layer)")
+    p.add_argument("--json", help="write the explanations' metadata (method, options, score, timings) as JSON")
+    _add_target(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segcam", description="Explain what a segmentation network looked at.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what segcam decides")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("explain", help="explain a class over a region of one image")
-    ex.add_argument("image", help="PNG/JPEG/TIFF image, or .npy float array (C, *S)")
-    ex.add_argument("--layer", nargs="+", help="layer name(s); default: the bottleneck")
-    ex.add_argument("-o", "--output", help="write an overlay PNG (one per layer)")
-    ex.add_argument("--save-npy", help="write the heatmap as .npy (one per layer)")
-    ex.add_argument("--json", help="write the explanations' metadata (method, options, score, timings) as JSON")
-    _add_target(ex)
+    _add_explain(ex)
     ex.set_defaults(run=cmd_explain)
 
     ly = sub.add_parser("layers", help="list the model's layers and output shapes")

@@ -6,6 +6,7 @@ A layer's output may be a tensor, or a tuple/list/dict holding one (Hugging Face
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -53,7 +54,9 @@ class Capture:
     into a fresh leaf, so a backward pass stops there — no parameter gradients, nothing computed
     below the layer — and the model continues with a clone, so in-place operations after the
     layer (``ReLU(inplace=True)``) cannot change the captured activation.  With ``record=False``
-    the output is only kept (detached) and the model runs unchanged.
+    a detached copy is kept and the model runs unchanged.  Only calls from the thread that made
+    the capture are recorded: a forward pass another thread runs on the same module at the same
+    time (the user's own prediction, say) is not mistaken for ours.
     """
 
     def __init__(self, modules: Mapping[str, nn.Module], record: bool = True):
@@ -62,9 +65,12 @@ class Capture:
         self.activations: dict[str, Tensor] = {}
         self.calls: dict[str, int] = {name: 0 for name in modules}
         self.problems: dict[str, str] = {}
+        self._owner = threading.get_ident()
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            if threading.get_ident() != self._owner:
+                return None
             t, key = main_tensor(output)
             self.calls[name] += 1
             if t is None or not t.is_floating_point():
@@ -72,7 +78,7 @@ class Capture:
                 self.problems[name] = f"its output is {kind}, not a floating-point tensor"
                 return None
             if not self.record:
-                self.activations[name] = t.detach()
+                self.activations[name] = t.detach().clone()  # later in-place ops must not reach it
                 return None
             if not t.requires_grad:
                 t = t.detach().requires_grad_(True)

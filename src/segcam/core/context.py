@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -55,6 +56,7 @@ class Forward:
     layouts: dict[str, Layout]
     recorded: bool
     seconds: float = 0.0
+    model: weakref.ref[nn.Module] | None = field(default=None, repr=False)  # the model that ran it
 
     @cached_property
     def predicted(self) -> Tensor:
@@ -112,7 +114,8 @@ def run_forward(
                 "no cells), so there is nothing to explain there; choose another layer (see explainer.layers())."
             )
         activations[name], layouts[name] = act, layout
-    return Forward(image.detach(), batched, logits, activations, layouts, record, time.perf_counter() - start)
+    return Forward(image.detach(), batched, logits, activations, layouts, record, time.perf_counter() - start,
+                   weakref.ref(model))
 
 
 class NotSpatial(LayerError):
@@ -129,19 +132,20 @@ class Context:
     """What a method sees while it explains one forward pass for several targets.
 
     ``targets`` are resolved (class index, region mask ``(B, *S)``, score per image); ``layers``
-    are the layers being explained.  ``run`` evaluates the model on modified inputs.
+    are the layers being explained.  ``runner(images, record)`` runs the model on modified
+    inputs under the guard (recording a graph from the inputs when ``record``).
     """
 
     forward: Forward
     targets: list[ResolvedTarget]
     layers: list[str]
-    runner: Callable[[Tensor], Logits]
+    runner: Callable[[Tensor, bool], Logits]
     method: str = ""
     backward: str = "auto"
     retain: bool = False
     progress: Progress | None = None
-    seconds: dict[str, float] = field(default_factory=lambda: {"backward": 0.0, "forward_passes": 0.0})
-    passes: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"backward": 0.0, "modified_inputs": 0.0})
+    passes: int = 0  # modified inputs run through the model
     notes: dict[str, Any] = field(default_factory=dict)  # facts a method reports (JSON values)
     _gradients: dict[str, Tensor] | None = field(default=None, repr=False)
 
@@ -179,8 +183,8 @@ class Context:
         if self._gradients is None:
             if not self.forward.recorded:
                 raise SegcamError(
-                    f"method {self.method!r} needs gradients but the forward pass was run without "
-                    "recording them; explain the image itself rather than a forward kept without gradients."
+                    f"method {self.method!r} asked for gradients but declares gradients = False, so the "
+                    "forward pass recorded none; set gradients = True on the method class."
                 )
             start = time.perf_counter()
             acts = [self.forward.activations[name] for name in self.layers]
@@ -199,16 +203,34 @@ class Context:
         ``image``, from a guarded forward pass that records nothing.  Non-finite logits inside
         any target's region raise a :class:`ModelError`."""
         start = time.perf_counter()
-        logits = self.runner(images)
-        inside = self._union(image)
-        if not bool(torch.isfinite(logits.values[:, :, inside]).all()):
+        logits = self._checked(self.runner(images, False), image)
+        self.seconds["modified_inputs"] += time.perf_counter() - start
+        self.passes += len(images)
+        return logits
+
+    def input_gradient(self, images: Tensor, image: int) -> Tensor:
+        """``dS_t/dx`` of every target's region score for modified copies ``x`` of batch image
+        ``image``: ``(T, N, C, *S)``, from one guarded forward pass recording a graph from the
+        inputs only (parameters stay frozen) and one backward pass per target.  For methods that
+        follow the input's gradient along a path or under noise (integrated gradients, SmoothGrad)."""
+        start = time.perf_counter()
+        x = images.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self._checked(self.runner(x, True), image)
+            scores = [t.score_of(logits, image).sum() for t in self.targets]
+            grads = [torch.autograd.grad(s, x, retain_graph=k < len(scores) - 1, allow_unused=True)[0]
+                     for k, s in enumerate(scores)]
+        self.seconds["modified_inputs"] += time.perf_counter() - start
+        self.passes += len(images)
+        return torch.stack([torch.zeros_like(x) if g is None else g for g in grads]).detach()
+
+    def _checked(self, logits: Logits, image: int) -> Logits:
+        if not bool(torch.isfinite(logits.values[:, :, self._union(image)].detach()).all()):
             raise ModelError(
                 f"the model returned non-finite logits (NaN or inf) inside the explained region for an "
                 f"input modified by {self.method!r}; check the model on such inputs (e.g. a zero or mean "
                 "baseline) or choose another baseline."
             )
-        self.seconds["forward_passes"] += time.perf_counter() - start
-        self.passes += len(images)
         return logits
 
     def batch_size(self, requested: int | None = None) -> int:

@@ -128,8 +128,8 @@ def layout_of(
         n = t.shape[1]
         if token_grid is not None:
             grid = tuple(int(g) for g in token_grid)
-            if len(grid) != dims or math.prod(grid) > n:
-                return None
+            if len(grid) != dims or not 0 <= n - math.prod(grid) <= MAX_EXTRA_TOKENS:
+                return None  # the grid must account for all tokens but a few leading extra ones
             return Layout("tokens", grid, n - math.prod(grid))
         found = infer_grid(n, spatial)
         if found is not None:

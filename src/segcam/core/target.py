@@ -24,7 +24,7 @@ from torch import Tensor
 from ..checks import check_choice, check_int, shown
 from ..errors import ModelError, TargetError, closest
 from .logits import Logits
-from .regions import Region, RegionContext, as_region
+from .regions import Region, RegionContext, as_region, from_dict
 
 Reduce = Literal["sum", "mean"]
 REDUCE_CHOICES = ("sum", "mean")
@@ -57,6 +57,15 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``{"cls": ..., "region": {...}, "reduce": ...}``."""
         return {"cls": self.cls, "region": self.region.to_dict(), "reduce": self.reduce}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Target:
+        """The target :meth:`to_dict` describes (a mask region needs its values, see
+        :func:`segcam.regions.from_dict`)."""
+        if not isinstance(data, dict) or "cls" not in data:
+            raise TargetError(f"a target's data is a dict with 'cls' (and 'region', 'reduce'), got {shown(data)}.")
+        region = data.get("region")
+        return cls(data["cls"], None if region is None else from_dict(region), data.get("reduce", "sum"))
 
 
 def as_target(value: Any) -> Target:
@@ -143,10 +152,6 @@ class ResolvedTarget:
         region = self.region if image is None else self.region[image]
         return region_score(logits.of_class(self.cls), region, self.target.reduce, self.region.ndim - 1)
 
-    def dice_of(self, labels: Tensor, reference: Tensor, image: int) -> Tensor:
-        """:func:`region_dice` of variants ``labels (N, *S)`` of image ``image`` against its
-        ``reference (*S)`` labels, inside this target's region."""
-        return region_dice(labels, reference, self.cls, self.region[image], self.region.ndim - 1)
 
 
 def resolve_targets(

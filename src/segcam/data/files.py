@@ -7,7 +7,9 @@ missing file, a folder, a file Pillow cannot decode, a decompression bomb, a bro
 ``.npy``, an array of strings — ends in one :class:`~segcam.errors.ImageError` naming the fix.
 
 Image formats are those Pillow reads (PNG, JPEG, TIFF, BMP, …), decoded to 8 bits per channel
-and scaled to [0, 1].  ``.npy`` files hold numbers (float, integer or bool, converted to float32
+and scaled to [0, 1]; 16-bit grey images (Pillow modes ``I;16`` and ``I``, common in medical
+imaging) are divided by 65535 instead, and floating-point grey images (mode ``F``, float TIFF)
+are read as stored.  ``.npy`` files hold numbers (float, integer or bool, converted to float32
 as stored, not scaled); they are not compressed, so their decoded size is at most 4 times their
 size on disk.
 """
@@ -29,6 +31,7 @@ from ..errors import ImageError
 
 DEFAULT_MAX_PIXELS = 2**24
 NPY_KINDS = "biuf"  # numpy dtype kinds read from .npy files: bool, int, unsigned, float
+DEEP_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}  # mode → divisor
 
 _IMAGE_AXES = {2: 0, 3: 1, 4: 1}  # .npy image: number of axes → leading channel axes
 _MASK_AXES = {2: 0, 3: 0}
@@ -59,6 +62,10 @@ def load_image(path: str | Path, *, channels: int | None = None, max_pixels: int
                              "leave channels out to read .npy files as stored.")
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     with _open_image(path, max_pixels) as img:
+        if img.mode in DEEP_MODES:  # 16-bit or float grey: read at full depth, not through 8 bits
+            scale = DEEP_MODES[img.mode]
+            array = _decode(path, lambda: np.asarray(img, dtype=np.float32) / scale)[None]
+            return torch.from_numpy(np.ascontiguousarray(array)).expand(channels or 1, *array.shape[1:]).clone()
         grey = ImageMode.getmode(img.mode).basemode == "L"
         mode = {1: "L", 3: "RGB"}.get(channels or 0) or ("L" if grey else "RGB")
         array = _decode(path, lambda: np.asarray(img.convert(mode), dtype=np.float32) / 255.0)
@@ -74,6 +81,8 @@ def load_mask(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     if path.suffix.lower() == ".npy":
         return _read_npy(path, _MASK_AXES, _MASK_LAYOUT, max_pixels).astype(bool)
     with _open_image(path, max_pixels) as img:
+        if img.mode in DEEP_MODES:
+            return _decode(path, lambda: np.asarray(img) != 0)
         return _decode(path, lambda: np.asarray(img.convert("L")) > 0)
 
 

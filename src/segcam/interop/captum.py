@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..checks import check_callable, check_choice, check_int, shown
 from ..core.logits import logits_at_input_size, read_logits
+from ..core.model import model_lock
 from ..core.regions import Instance, Predicted, Region, RegionContext, as_region
 from ..core.target import REDUCE_CHOICES, Reduce, region_score
 from ..errors import RegionError, SegcamError
@@ -53,7 +54,8 @@ class SegmentationClassifier(nn.Module):
         self.output = None if output is None else check_callable(output, "output")
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = logits_at_input_size(read_logits(self.model(x), self.output), x)
+        with model_lock(self.model):  # not while segcam runs the same model in another thread
+            logits = logits_at_input_size(read_logits(self.model(x), self.output), x)
         ctx = RegionContext(x.shape[2:], x.shape[0], x.device, self.cls or 0, logits.predicted)
         region = self.region.resolve(ctx).unsqueeze(1)  # (B, 1, *S), broadcast over classes
         return region_score(logits.per_class(), region, self.reduce, x.ndim - 2)

@@ -24,9 +24,12 @@ from torch import Tensor
 
 from ..core.context import Context
 from ..core.target import region_dice, region_score
+from ..errors import MethodError
 from ..spatial import AVG_POOL, resize
 from .base import Method, register
 from .options import Choice, Float, Int, Optional, option
+
+GRID_BUDGET = 2**28  # random grid cells drawn up front (1 GB in float32): beyond, a clear error
 
 
 def rise_masks(
@@ -59,12 +62,15 @@ def render_masks(grids: Tensor, shifts: Tensor, spatial: Sequence[int]) -> Tenso
 
 
 def baseline_image(x: Tensor, kind: str) -> Tensor:
-    """What masked pixels show: the per-channel mean, zeros, or an 11-pixel box blur of ``x``."""
+    """What masked pixels show: the per-channel mean, zeros, or a box blur of ``x`` (11 pixels
+    wide, or the largest odd width an axis shorter than that allows)."""
     if kind == "mean":
         return x.mean(dim=tuple(range(1, x.ndim)), keepdim=True).expand_as(x)
     if kind == "zero":
         return torch.zeros_like(x)
-    return AVG_POOL[x.ndim - 1](x[None], 11, stride=1, padding=5, count_include_pad=False)[0]
+    kernel = tuple(min(11, s if s % 2 else s - 1) for s in x.shape[1:])
+    padding = tuple(k // 2 for k in kernel)
+    return AVG_POOL[x.ndim - 1](x[None], kernel, stride=1, padding=padding, count_include_pad=False)[0]
 
 
 @register("rise")
@@ -77,7 +83,7 @@ class RISE(Method):
     n_masks: int = option(2000, Int(low=1), "number of random masks N")
     cells: int = option(8, Int(low=1), "grid cells per axis s of each mask")
     p: float = option(0.5, Float(0, 1, open_low=True, open_high=True), "share of cells kept")
-    seed: int = option(0, Int(low=0), "random seed of the masks")
+    seed: int = option(0, Int(low=0, high=2**63 - 1), "random seed of the masks")
     weight: str = option("dice", Choice(("dice", "score")), "mask weight: Dice of the region's prediction, or its score")
     baseline: str = option("mean", Choice(("mean", "zero", "blur")), "what masked pixels show")
     batch_size: int | None = option(None, Optional(Int(low=1), "automatic"), "masked images per forward pass")
@@ -94,8 +100,18 @@ class RISE(Method):
         ctx.notes["stopped_early"] = min(used) < self.n_masks
         return torch.stack(maps, dim=1)  # (T, B, *S)
 
+    def _check_size(self, spatial: tuple[int, ...]) -> None:
+        if self.cells > min(spatial):
+            raise MethodError(f"cells={self.cells} is more than the image's smallest size {min(spatial)}; "
+                              f"use at most {min(spatial)} cells per axis.")
+        grids = self.n_masks * self.cells ** len(spatial)
+        if grids > GRID_BUDGET:
+            raise MethodError(f"n_masks={self.n_masks} masks of {self.cells}^{len(spatial)} cells need {grids:,} "
+                              f"random numbers up front (at most {GRID_BUDGET:,}); lower n_masks or cells.")
+
     def _one_image(self, ctx: Context, b: int) -> tuple[Tensor, int]:
         image, spatial, dims = ctx.image[b], ctx.spatial, len(ctx.spatial)
+        self._check_size(spatial)
         grids, shifts = rise_masks(self.n_masks, spatial, self.cells, self.p,
                                    torch.Generator().manual_seed(self.seed))
         base = baseline_image(image, self.baseline)

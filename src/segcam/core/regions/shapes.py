@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...checks import shown
 from ...errors import RegionError
 from .base import Region, RegionContext, check_point, empty_mask, int_tuple, region_kind
 
@@ -199,9 +200,12 @@ voxel = pixel
 
 def pixels(points: Any) -> Pixels:
     """Several pixels, each ``(row, column)`` or ``(slice, row, column)``."""
-    if isinstance(points, (str, bytes)) or not hasattr(points, "__iter__"):
-        raise RegionError(f"pixels takes a list of (row, column) points, got {type(points).__name__}.")
-    pts = tuple(int_tuple(p, "pixel") for p in points)
+    try:
+        if isinstance(points, (str, bytes)):
+            raise TypeError
+        pts = tuple(int_tuple(p, "pixel") for p in points)
+    except TypeError:  # not a sequence of points (a number, a 0-d array, a string)
+        raise RegionError(f"pixels takes a list of (row, column) points, got {shown(points)}.") from None
     if not pts:
         raise RegionError("pixels([]) is empty; give at least one (row, column).")
     return Pixels(pts)
