@@ -11,7 +11,6 @@ from many threads.
 from __future__ import annotations
 
 import inspect
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,18 +18,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checks import check_callable, check_choice, check_int, check_mapping, check_names, check_sizes, check_str, shown
+from .checks import check_callable, check_choice, check_int, check_names, shown
 from .core.context import BACKWARDS, INPUT, Context, Forward, NotSpatial, Progress, run_forward
 from .core.image import as_batch
-from .core.layers import LayerInfo, bottleneck, find_layer, survey
+from .core.layers import LayerInfo
 from .core.logits import Logits, logits_at_input_size, read_logits
-from .core.model import call_model, device_and_dtype, first_conv, guarded, guess_spatial_dims
+from .core.lookup import LayerLookup
+from .core.model import call_model, device_and_dtype, guarded, guess_spatial_dims
 from .core.target import ResolvedTarget, as_target, resolve_targets
-from .errors import LayerError, LayerNotFoundError, MethodError, ModelError, SegcamError, TargetError, closest
+from .errors import LayerError, MethodError, ModelError, SegcamError, TargetError
 from .explanation import Explanation, Explanations, PostProcess
 from .methods import Method, create
-
-log = logging.getLogger("segcam")
 
 LayerArg = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -76,15 +74,16 @@ class Explainer:
         if spatial_dims is not None:
             spatial_dims = check_int(spatial_dims, "spatial_dims", low=2, high=3)
         self.spatial_dims = spatial_dims or guess_spatial_dims(model)
-        self.token_grid = _check_token_grid(token_grid)
         self.output = None if output is None else check_callable(output, "output")
-        self.layer_names = {} if layer_names is None else check_mapping(layer_names, "layer_names")
-        self._default_layer = None if default_layer is None else check_str(default_layer, "default_layer")
         if postprocess is not None and not isinstance(postprocess, PostProcess):
             raise SegcamError(f"postprocess must be a segcam.PostProcess, got {shown(postprocess)}.")
         self.postprocess = postprocess or PostProcess()
-        self._surveys: dict[tuple[Any, ...], list[LayerInfo]] = {}
-        self._named: dict[str, nn.Module] = {}
+        self._lookup = LayerLookup(model, layer_names, default_layer, token_grid, self.spatial_dims)
+
+    @property
+    def layer_names(self) -> dict[str, str]:
+        """Readable layer names → module names."""
+        return self._lookup.layer_names
 
     @classmethod
     def from_loaded(cls, loaded: Any, **overrides: Any) -> Explainer:
@@ -100,24 +99,16 @@ class Explainer:
     def layers(self, image: Any = None) -> list[LayerInfo]:
         """Every module with its output shape and spatial layout, from one forward pass of
         ``image`` (default: a zero image of 256² for 2-D models, 64³ for 3-D ones)."""
-        x = self._image(image)[0][:1] if image is not None else self._dummy_image()
-        key = (tuple(x.shape), tuple(map(id, self.model.modules())))  # a replaced module: survey again
-        if key not in self._surveys:
-            with guarded(self.model):
-                found = survey(self.model, lambda: call_model(self.model, x), x.shape[2:], self._grid_for)
-                self._surveys = {**self._surveys, key: found}
-        return self._surveys[key]
+        return self._lookup.survey(None if image is None else self._image(image)[0][:1])
 
     def default_layer(self, image: Any = None) -> str:
         """The layer explained when none is given: the one set at construction, else the
         bottleneck (the explainable layer with the lowest-resolution output)."""
-        if self._default_layer is not None:
-            return self._find(self._default_layer)[0]
-        return bottleneck(self.layers(image))
+        return self._lookup.default(None if image is None else self._image(image)[0][:1])
 
     def resolve_layer(self, layer: str | nn.Module) -> str:
         """The module name that ``layer`` (a module name, readable name or module) refers to."""
-        return self._find(layer)[0]
+        return self._lookup.find(layer)[0]
 
     # ---------------------------------------------------------------- explaining
     def forward(self, image: Any, layer: LayerArg = None) -> Forward:
@@ -125,7 +116,7 @@ class Explainer:
         the input's pixels) so that explaining it again costs only a backward pass."""
         with torch.inference_mode(False):
             x, batched = self._image(image)
-            names = self._layer_list(layer, x, allow_input=True)
+            names = self._lookup.names(layer, x, allow_input=True)
             return self._run_forward(x, batched, names, record=True)
 
     def explain(
@@ -179,7 +170,7 @@ class Explainer:
             raise SegcamError(f"explain_many takes a non-empty list of targets, got {shown(targets)}.")
         check_choice(backward, "backward", BACKWARDS)
         grid, names = self._explain_grid(image, list(targets), method, layer, options, backward, progress)
-        return Explanations(grid, names, self.layer_names)
+        return Explanations(grid, names, self._lookup.layer_names)
 
     def _explain(self, image: Any, targets: list[Any], method: Any, layer: Any, options: dict[str, Any],
                  backward: str, progress: Progress | None) -> list[Explanation]:
@@ -236,13 +227,13 @@ class Explainer:
                     "out (layer=None in Python, no --layer on the command line)."
                 )
             return [INPUT]
-        return self._layer_list(layer, x, allow_input=False)
+        return self._lookup.names(layer, x, allow_input=False)
 
     def _kept_layers(self, fwd: Forward, layer: Any, method: Method) -> list[str]:
         if method.on_input or layer is None:
             names = [INPUT] if method.on_input else [n for n in fwd.layers if n != INPUT]
         else:
-            names = self._layer_list(layer, fwd.image, allow_input=False)
+            names = self._lookup.names(layer, fwd.image, allow_input=False)
         missing = [n for n in names if n not in fwd.activations]
         if missing or not names:
             raise LayerError(
@@ -251,26 +242,13 @@ class Explainer:
             )
         return names
 
-    def _layer_list(self, layer: Any, x: Tensor, allow_input: bool) -> list[str]:
-        if layer is None:
-            name = self.default_layer(x[:1])
-            log.info("segcam: no layer given, explaining the default layer %r", name)
-            return [name]
-        items = [layer] if isinstance(layer, (str, nn.Module)) else layer
-        if isinstance(items, (bytes, Mapping)) or not isinstance(items, Sequence) or not items:
-            raise LayerNotFoundError(
-                f"layer must be a layer name, a module of the model, or a non-empty list of them, got {shown(layer)}."
-            )
-        names = [INPUT if allow_input and item == INPUT else self._find(item)[0] for item in items]
-        return list(dict.fromkeys(names))
-
     def _run_forward(self, x: Tensor, batched: bool, names: list[str], record: bool) -> Forward:
-        modules = {n: self._find(n)[1] for n in names if n != INPUT}
+        modules = {n: self._lookup.find(n)[1] for n in names if n != INPUT}
         try:
             fwd = run_forward(self.model, x, batched, modules, record=record, with_input=INPUT in names,
-                              extract=self.output, token_grid=self._grid_for)
+                              extract=self.output, token_grid=self._lookup.grid_for)
         except NotSpatial as e:
-            raise LayerError(self._not_spatial(e.name, e.shape, x)) from None
+            raise LayerError(self._lookup.not_spatial(e.name, e.shape, x)) from None
         self._check_class_names(fwd.logits)
         return fwd
 
@@ -314,30 +292,6 @@ class Explainer:
         device, dtype = device_and_dtype(self.model)
         return as_batch(image, self.spatial_dims, device, dtype)
 
-    def _find(self, layer: str | nn.Module) -> tuple[str, nn.Module]:
-        """The module for a module name, readable name or module (names cached, refreshed when
-        one is missing, so modules added later are found)."""
-        if isinstance(layer, str):
-            layer = self.layer_names.get(layer, layer)
-            cached = self._named.get(layer)
-            if cached is not None and _submodule(self.model, layer) is cached:
-                return layer, cached
-        self._named = dict(self.model.named_modules())
-        try:
-            return find_layer(self.model, layer, self._named)
-        except LayerNotFoundError as e:
-            if not self.layer_names or not isinstance(layer, str):
-                raise
-            near = closest(layer, list(self.layer_names), n=3)
-            hint = f" Readable names: {', '.join(near or list(self.layer_names)[:6])}."
-            raise LayerNotFoundError(str(e) + hint) from None
-
-    def _grid_for(self, name: str) -> Sequence[int] | None:
-        if isinstance(self.token_grid, Mapping):
-            readable = [r for r, module in self.layer_names.items() if module == name]
-            return next((self.token_grid[k] for k in (name, *readable) if k in self.token_grid), None)
-        return self.token_grid
-
     def _check_class_names(self, logits: Logits) -> None:
         if self.class_names is not None and len(self.class_names) != logits.n_classes:
             raise TargetError(
@@ -345,30 +299,6 @@ class Explainer:
                 f"classes; pass exactly {logits.n_classes} names (one per class, in order)."
             )
 
-    def _dummy_image(self) -> Tensor:
-        found = first_conv(self.model)
-        if found is None:
-            raise SegcamError("cannot guess the model's input; pass an example: explainer.layers(image).")
-        size = (256,) * 2 if (self.spatial_dims or 2) == 2 else (64,) * 3
-        device, dtype = device_and_dtype(self.model)
-        return torch.zeros((1, found[1].in_channels, *size), device=device, dtype=dtype)
-
-    def _not_spatial(self, name: str, shape: tuple[int, ...], x: Tensor) -> str:
-        spatial_layers = [i.name for i in self.layers(x[:1]) if i.explainable]
-        near = closest(name, spatial_layers, n=3)
-        hint = f" Nearby spatial layers: {', '.join(near)}." if near else ""
-        return (
-            f"layer {name!r} outputs shape {shape}, which is neither a spatial map "
-            f"(B, C, *{tuple(x.shape[2:])}) nor tokens (B, N, C) that fit a grid of the "
-            f"input's shape; pass token_grid=(h, w) for tokens or choose another layer.{hint}"
-        )
-
-
-def _submodule(model: nn.Module, name: str) -> nn.Module | None:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return None
 
 
 def _offset(progress: Progress, layer: int, layers: int) -> Progress:
@@ -384,14 +314,6 @@ def _check_progress(progress: Any) -> None:
         raise SegcamError("progress must take two arguments, progress(done, total).") from None
     except ValueError:  # a builtin without a signature: it will say so when called
         pass
-
-
-def _check_token_grid(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        return {check_str(k, "token_grid layer name"): check_sizes(v, f"token_grid[{k!r}]") for k, v in value.items()}
-    return check_sizes(value, "token_grid")
 
 
 def explain(

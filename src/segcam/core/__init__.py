@@ -3,7 +3,7 @@
 ``image`` (what the user gives → a checked batch) → ``model`` (the guard: lock, eval mode,
 frozen parameters; running the model) → ``logits`` (model output → logits at the input's size)
 → ``regions`` and ``target`` (class + region → mask and the region score ``S_c``, defined only
-there) → ``layers`` and ``capture`` (finding, surveying and hooking layers; token grids) →
+there) → ``layers``, ``lookup`` and ``capture`` (finding, surveying and hooking layers; token grids) →
 ``context`` (one forward pass and what a method sees: activations, lazy gradients, forwards of
 modified inputs, the score).
 
