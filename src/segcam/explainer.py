@@ -221,17 +221,14 @@ class Explainer:
 
     def _method_layers(self, layer: Any, x: Tensor, method: Method) -> list[str]:
         if method.on_input:
-            if layer not in (None, INPUT):
-                raise SegcamError(
-                    f"method {method.name!r} explains the input's pixels and takes no layer; leave the layer "
-                    "out (layer=None in Python, no --layer on the command line)."
-                )
-            return [INPUT]
+            return _input_only(layer, method)
         return self._lookup.names(layer, x, allow_input=False)
 
     def _kept_layers(self, fwd: Forward, layer: Any, method: Method) -> list[str]:
-        if method.on_input or layer is None:
-            names = [INPUT] if method.on_input else [n for n in fwd.layers if n != INPUT]
+        if method.on_input:
+            names = _input_only(layer, method)
+        elif layer is None:
+            names = [n for n in fwd.layers if n != INPUT]
         else:
             names = self._lookup.names(layer, fwd.image, allow_input=False)
         missing = [n for n in names if n not in fwd.activations]
@@ -299,6 +296,15 @@ class Explainer:
                 f"classes; pass exactly {logits.n_classes} names (one per class, in order)."
             )
 
+
+
+def _input_only(layer: Any, method: Method) -> list[str]:
+    if layer is not None and not (isinstance(layer, str) and layer == INPUT):
+        raise SegcamError(
+            f"method {method.name!r} explains the input's pixels and takes no layer; leave the layer "
+            "out (layer=None in Python, no --layer on the command line)."
+        )
+    return [INPUT]
 
 
 def _offset(progress: Progress, layer: int, layers: int) -> Progress:

@@ -287,6 +287,8 @@ def test_saliency_and_a_layer_from_one_kept_forward(rng):
     sal = ex.explain(fwd, target, method="saliency")
     cam = ex.explain(fwd, target, layer="downs.1")
     assert torch.allclose(sal.raw, ex.explain(x, target, method="saliency").raw, atol=1e-6)
+    with pytest.raises(segcam.SegcamError, match="takes no layer"):
+        ex.explain(fwd, target, method="saliency", layer="downs.1")
     assert torch.allclose(cam.raw, ex.explain(x, target, layer="downs.1").raw, atol=1e-6)
 
 
