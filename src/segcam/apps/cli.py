@@ -178,7 +178,6 @@ def cmd_progress(args: argparse.Namespace) -> int:
     if not layers:
         raise SegcamError("give --layers (the checkpoints' family is unknown).")
     options = _explain_args(args)
-    options.pop("progress")
     progress_grid(args.output, checkpoints, image, _target(args), layers, options.pop("method"), names, **options)
     print(f"{len(layers)} layers × {len(checkpoints)} checkpoints (mIoU on {args.data_count} "
           f"synthetic scenes, seed {args.data_seed}); wrote {args.output}")

@@ -91,6 +91,7 @@ class RISE(Method):
                                "stop once the map moves less than this over the last tenth of the masks")
 
     def explain(self, ctx: Context, layer: str) -> Tensor:
+        self._check_size(ctx.spatial)
         maps, used = [], []
         for b in range(ctx.image.shape[0]):
             saliency, n = self._one_image(ctx, b)
@@ -111,7 +112,6 @@ class RISE(Method):
 
     def _one_image(self, ctx: Context, b: int) -> tuple[Tensor, int]:
         image, spatial, dims = ctx.image[b], ctx.spatial, len(ctx.spatial)
-        self._check_size(spatial)
         grids, shifts = rise_masks(self.n_masks, spatial, self.cells, self.p,
                                    torch.Generator().manual_seed(self.seed))
         base = baseline_image(image, self.baseline)
