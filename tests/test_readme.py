@@ -2,8 +2,8 @@
 paste them) and every `segcam` command line, in a scratch folder holding `scene.png`.
 
 Two commands are parsed but not run, for time: `segcam train` (the default model takes 6 minutes
-and a family a minute or more; tests/apps/test_train.py and test_cli.py train for a few steps
-instead).  Their outputs are made here so the commands that follow them can run.  The quick
+and a family a minute or more; tests/apps/test_train.py, test_levels.py and test_cli.py train for
+a few steps instead).  Their outputs are made here so the commands that follow them can run.  The quick
 start's install lines are what `.ci/run` runs, and this test checks that they agree.
 """
 
@@ -57,6 +57,10 @@ def scratch(tmp_path, monkeypatch):
     for step in (100, 200, 300):
         meta = {"family": "unet", "num_classes": 6, "step": step, "steps": 300, "class_names": list(CLASS_NAMES)}
         save_weights(zoo.build("unet", 6), cache / f"unet-300steps-at{step}.safetensors", meta)
+    for level, step in ((0.3, 125), (0.5, 175), (0.7, 275), (0.9, 475)):  # ... --miou-levels 0.3,0.5,0.7,0.9
+        meta = {"family": "unet", "num_classes": 6, "step": step, "steps": 600, "miou_level": level,
+                "test": {"miou": level + 0.05}}
+        save_weights(zoo.build("unet", 6), cache / f"unet-600steps-miou{level:.2f}.safetensors", meta)
     return tmp_path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -190,3 +191,45 @@ def test_files_a_hostile_user_gave_end_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
         assert time.perf_counter() - start < 5  # refused from the header, not after decoding
+
+
+def test_train_by_miou_levels_and_progress_headed_by_level(tmp_path, scene, monkeypatch, capsys):
+    from functools import partial
+
+    from segcam.apps import levels, report
+
+    monkeypatch.setenv("SEGCAM_CACHE", str(tmp_path))
+    monkeypatch.setattr(levels, "train_levels", partial(levels.train_levels, scenes=8))  # not 1000 scenes: seconds
+    argv = ["train", "--family", "unet", "--steps", "4", "--eval-every", "2", "--miou-levels", "0.9,0.0001,0.0005"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out  # a fresh U-Net's mIoU is about 0.001: the two low levels at step 2
+    paths = [str(tmp_path / f"unet-4steps-miou{level}.safetensors") for level in ("0.0001", "0.0005")]
+    assert out.splitlines()[-2:] == paths
+    assert "mIoU levels not reached in 4 steps: 0.90" in out
+
+    headers = []
+    drawn = report.progress_grid
+    monkeypatch.setattr(report, "progress_grid", lambda path, ckpts, *a, **k: headers.append([c.header for c in ckpts])
+                        or drawn(path, ckpts, *a, **k))
+    common = ["--image", str(scene), "--class", "1", "--layers", "encoder1", "-o", str(tmp_path / "p.png")]
+    assert cli.main(["progress", *reversed(paths), *common]) == 0
+    assert "1 layers × 2 checkpoints by mIoU (2 stored in the files, 0 measured" in capsys.readouterr().out
+    assert [re.sub(r"0\.\d{3}, ", "M, ", h) for h in headers[0]] == ["mIoU ≥ 0.0001 (M, step 2)",
+                                                                   "mIoU ≥ 0.0005 (M, step 2)"]
+    assert cli.main(["progress", *paths, *common, "--measure-miou", "--data-count", "4"]) == 0
+    assert "0 stored in the files, 2 measured on 4 synthetic scenes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--miou-levels", "0.5", "--checkpoints", "2"], "drop --checkpoints (fixed steps) and --out"),
+    (["--miou-levels", "0.5", "--out", "x.safetensors"], "drop --checkpoints"),
+    (["--family", "unet", "--eval-every", "5"], "--eval-every applies with --miou-levels only"),
+    (["--miou-levels", "50,70"], "not a number strictly between 0 and 1"),
+    (["--miou-levels", ""], "non-empty"),
+])
+def test_train_flags_that_do_not_fit_end_in_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("SEGCAM_CACHE", str(tmp_path))
+    assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -38,3 +38,24 @@ def test_progress_grid_draws_layers_by_checkpoints(tmp_path, rng):
     assert not torch.equal(first[1].map, last[1].map)  # different weights, different maps
     with Image.open(out) as img:
         assert img.size[0] > 300 and img.size[1] > 200
+
+
+def test_level_checkpoints_are_headed_by_level_and_ordered_by_mIoU(tmp_path, rng):
+    model = UNet(3, 4, width=4, depth=2).eval()
+    meta = {"family": "unet", "num_classes": 4, "step": 120, "steps": 300, "miou_level": 0.5, "test": {"miou": 0.534}}
+    high = Checkpoint.from_metadata("unet-miou0.50.safetensors", model, meta)
+    assert (high.header, high.step, high.level, high.miou) == ("mIoU ≥ 0.50 (0.534, step 120)", 120, 0.5, 0.534)
+    low = Checkpoint.from_metadata("x", model, {**meta, "step": 40, "miou_level": 0.3, "test": {"miou": 0.534}})
+    odd = Checkpoint("odd", model, 0.6, level=0.125)
+    assert odd.header == "mIoU ≥ 0.125 (0.600)"
+    by_step = Checkpoint.from_metadata("y.safetensors", model, {"family": "unet", "num_classes": 4, "step": 7,
+                                                              "test": {"miou": "high"}})
+    plain = Checkpoint.from_metadata("z.safetensors", model, {"arch": {"num_classes": 4}})
+    assert (by_step.header, by_step.miou, plain.header) == ("step 7", None, "z.safetensors")
+    shuffled = [high, Checkpoint("step 9", model, 0.2), low, odd]
+    ordered = sorted(shuffled, key=lambda c: c.order)
+    assert [c.header for c in ordered] == ["mIoU ≥ 0.125 (0.600)", "step 9\nmIoU 0.200",
+                                           "mIoU ≥ 0.30 (0.534, step 40)", "mIoU ≥ 0.50 (0.534, step 120)"]
+    x = torch.randn(3, 16, 16, generator=rng)
+    columns = progress_grid(tmp_path / "p.png", ordered, x, Target(1, regions.pixel(3, 3)), ["stem"])
+    assert list(columns) == [c.header for c in ordered]

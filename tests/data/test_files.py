@@ -234,3 +234,32 @@ def test_sixteen_bit_and_float_grey_images_keep_their_depth(tmp_path):
     Image.fromarray(values).save(tmp_path / "map.tif")
     assert torch.equal(load_image(tmp_path / "map.tif")[0], torch.from_numpy(values))  # as stored
     assert load_mask(tmp_path / "ct.png").sum() == 64 * 64 - 1 and load_mask(tmp_path / "map.tif").all()
+
+
+def test_label_maps_load_as_class_indices(tmp_path):
+    from segcam.data import load_labels
+
+    labels = np.array([[0, 1, 2], [5, 4, 3]], dtype=np.uint8)
+    Image.fromarray(labels, mode="L").save(tmp_path / "grey.png")
+    palette = Image.fromarray(labels, mode="P")
+    palette.putpalette([255, 0, 0] * 256)
+    palette.save(tmp_path / "palette.png")  # a palette index is the class, whatever its colour
+    np.save(tmp_path / "labels.npy", labels.astype(np.int32))
+    for name in ("grey.png", "palette.png", "labels.npy"):
+        out = load_labels(tmp_path / name)
+        assert out.dtype == torch.int64 and out.tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.full((2, 2), 0.5, dtype=np.float32), "non-integer"),
+    (np.array([[-1, 0]], dtype=np.int16), "negative"),
+])
+def test_bad_label_maps_are_refused(tmp_path, array, message):
+    from segcam.data import load_labels
+
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(ImageError, match=message):
+        load_labels(tmp_path / "bad.npy")
+    Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
+    with pytest.raises(ImageError, match="grey or palette"):
+        load_labels(tmp_path / "rgb.png")

@@ -28,3 +28,28 @@ def test_evidence_score_exact_values():
     assert s["share_bias"] == pytest.approx(0.25)
     assert math.isnan(s["lift_distractors"])  # no distractor pixels: no baseline
     assert math.isnan(evidence_score(torch.zeros(4, 4), evidence)["share_true"])
+
+
+def test_pointing_game_is_one_when_the_unique_maximum_is_on_the_evidence():
+    from segcam.evaluation import pointing_game
+
+    e = torch.zeros(4, 4, dtype=torch.bool)
+    e[1, 1] = True
+    h = torch.zeros(4, 4)
+    h[1, 1] = 0.9
+    assert pointing_game(h, e) == 1.0
+    h[3, 3] = 1.0
+    assert pointing_game(h, e) == 0.0
+    h[1, 1] = 1.0  # a tie between a hit and a miss is split, not decided by scan order
+    assert pointing_game(h, e) == 0.5
+    assert pointing_game(torch.zeros(4, 4), e) == 0.0  # an empty map points nowhere
+
+
+def test_pointing_game_refuses_bad_maps():
+    from segcam import SegcamError
+    from segcam.evaluation import pointing_game
+
+    with pytest.raises(SegcamError, match="shape"):
+        pointing_game(torch.zeros(4, 4), torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(SegcamError, match="non-finite"):
+        pointing_game(torch.full((2, 2), float("nan")), torch.zeros(2, 2, dtype=torch.bool))

@@ -1,3 +1,3 @@
 """What people run: the command line (``cli``), the main job (``demo``), the training command
-(``train``) and side-by-side reports (``report``).  Apps use segcam's public API only; the web
-tool and batch mode come here next."""
+(``train``, and ``levels`` for checkpoints by mIoU level) and side-by-side reports
+(``report``).  Apps use segcam's public API only; the web tool and batch mode come here next."""

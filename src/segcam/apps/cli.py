@@ -1,4 +1,4 @@
-"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train.
+"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train, evaluate.
 
 Method options are flags made from the methods themselves (:mod:`.method_flags`); errors print
 one line and exit with status 2.
@@ -20,6 +20,7 @@ from torch import Tensor
 from .. import Explainer, LoadedModel, SegcamError, Target, load_model, regions
 from ..data import DEFAULT_MAX_PIXELS, load_image, load_mask
 from ..methods import METHODS
+from .evaluate import add_parser as add_evaluate_parser
 from .method_flags import add_method_flags, method_options
 
 
@@ -158,18 +159,21 @@ def cmd_progress(args: argparse.Namespace) -> int:
     from ..models import load_weights, zoo
     from .report import Checkpoint, progress_grid
 
-    checkpoints, family, preprocess = [], None, None
+    checkpoints, family, preprocess, measured = [], None, None, 0
     for path in args.checkpoints:
         if path.endswith(".safetensors") and args.model == "default":
             model, meta = load_weights(path)
             family = meta.get("family", family)
-            label = f"step {meta['step']}" if "step" in meta else path.rsplit("/", 1)[-1]
+            ckpt = Checkpoint.from_metadata(path.rsplit("/", 1)[-1], model, meta)
         else:
             loaded = load_model(args.model, weights=path, num_classes=args.num_classes, allow_pickle=args.allow_pickle)
             model, family, preprocess = loaded.model, loaded.family, loaded.preprocess
-            label = path.rsplit("/", 1)[-1]
-        miou = evaluate_model(model, args.data_seed, args.data_count, SceneConfig())["miou"]
-        checkpoints.append(Checkpoint(label, model, miou))
+            ckpt = Checkpoint(path.rsplit("/", 1)[-1], model)
+        if ckpt.miou is None or args.measure_miou:
+            ckpt.miou = evaluate_model(model, args.data_seed, args.data_count, SceneConfig())["miou"]
+            measured += 1
+        checkpoints.append(ckpt)
+    checkpoints.sort(key=lambda c: c.order)
     names = zoo.layer_names(family, checkpoints[0].model)[0] if family else None
     image = load_image(args.image, max_pixels=args.max_pixels)
     if preprocess is not None:
@@ -179,8 +183,8 @@ def cmd_progress(args: argparse.Namespace) -> int:
         raise SegcamError("give --layers (the checkpoints' family is unknown).")
     options = _explain_args(args)
     progress_grid(args.output, checkpoints, image, _target(args), layers, options.pop("method"), names, **options)
-    print(f"{len(layers)} layers × {len(checkpoints)} checkpoints (mIoU on {args.data_count} "
-          f"synthetic scenes, seed {args.data_seed}); wrote {args.output}")
+    print(f"{len(layers)} layers × {len(checkpoints)} checkpoints by mIoU ({len(checkpoints) - measured} stored in the "
+          f"files, {measured} measured on {args.data_count} synthetic scenes, seed {args.data_seed}); wrote {args.output}")
     return 0
 
 
@@ -199,12 +203,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_default, train_family
+    from .levels import train_levels
+    from .train import EVAL_EVERY, train_default, train_family
 
+    if args.miou_levels is not None:
+        if args.checkpoints or args.out:
+            raise SegcamError("--miou-levels keeps checkpoints by mIoU level in the cache folder; drop "
+                              "--checkpoints (fixed steps) and --out (a fully trained default model).")
+        run = train_levels(args.miou_levels, args.family, args.steps, args.eval_every or EVAL_EVERY, force=args.force)
+        print("\n".join(str(p) for p in run.paths))
+        return 0
+    if args.eval_every:
+        raise SegcamError("--eval-every applies with --miou-levels only; add --miou-levels 0.3,0.5,0.7,0.9.")
     if args.family:
-        paths = train_family(args.family, steps=args.steps, checkpoints=args.checkpoints, force=args.force)
+        paths = train_family(args.family, steps=args.steps, checkpoints=args.checkpoints or 3, force=args.force)
         print("\n".join(str(p) for p in paths))
         return 0
+    args.out = args.out or "default_unet.safetensors"
     meta = train_default(args.out, steps=args.steps or 2400)
     print(f"test mIoU {meta['test']['miou']:.3f}, unbiased mIoU {meta['unbiased']['miou']:.3f}; wrote {args.out}")
     return 0
@@ -292,11 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(run=cmd_sweep)
 
     pr = sub.add_parser("progress", help="layers × training checkpoints, with each one's mIoU")
-    pr.add_argument("checkpoints", nargs="+", help="weights files of one model, in training order")
+    pr.add_argument("checkpoints", nargs="+", help="weights files of one model (drawn in order of mIoU)")
     pr.add_argument("--image", required=True)
     pr.add_argument("--layers", nargs="+", help="layers (default: the family's named layers)")
     pr.add_argument("--data-seed", type=int, default=1, help="synthetic scenes for the mIoU")
     pr.add_argument("--data-count", type=_positive, default=64)
+    pr.add_argument("--measure-miou", action="store_true", help="measure every mIoU, even those stored in the files")
     pr.add_argument("-o", "--output", default="segcam-progress.png")
     _add_target(pr)
     pr.set_defaults(run=cmd_progress)
@@ -307,16 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="retrain the default model, or briefly train a zoo family")
     tr.add_argument("--family", help="a zoo family (cached in $SEGCAM_CACHE or ~/.cache/segcam)")
-    tr.add_argument("--out", default="default_unet.safetensors", help="default model: file to write")
+    tr.add_argument("--out", help="default model: file to write (default default_unet.safetensors)")
     tr.add_argument("--steps", type=_positive, help="default model: 2400; a family: its own (300 mostly)")
-    tr.add_argument("--checkpoints", type=_positive, default=3, help="a family: checkpoints to keep")
-    tr.add_argument("--force", action="store_true", help="a family: retrain even if cached")
+    tr.add_argument("--checkpoints", type=_positive, help="a family: checkpoints to keep at even steps (default 3)")
+    tr.add_argument("--miou-levels", help="keep a checkpoint when the test mIoU first reaches each level, "
+                                          "e.g. 0.3,0.5,0.7,0.9 (files in the cache folder)")
+    tr.add_argument("--eval-every", type=_positive, help="with --miou-levels: steps between mIoU evaluations "
+                                                         "on 64 test scenes (default 25)")
+    tr.add_argument("--force", action="store_true", help="a family or --miou-levels: retrain even if cached")
     tr.set_defaults(run=cmd_train)
+
+    add_evaluate_parser(sub, _positive, DEFAULT_MAX_PIXELS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.run(args)

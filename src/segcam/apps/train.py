@@ -5,15 +5,21 @@ random flips, AdamW with a one-cycle schedule, cross-entropy, fixed torch seed. 
 evaluation splits are fresh scenes from other seeds: the biased test split (seed 1) and an
 unbiased split (seed 2, ``bias="none"``) that shows how much the model leans on the bias tile.
 Classes are weighted by ``sqrt(median frequency / frequency)`` (see :func:`class_weights`).
+
+Training progress is kept as checkpoints, either at fixed steps (:func:`train_family`) or, as
+the U-Net vs SegFormer study did, when the test mIoU first reaches given levels
+(:class:`MiouLevels`; :func:`segcam.apps.levels.train_levels` trains to levels 0.3, 0.5, 0.7, 0.9).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +27,13 @@ from torch import Tensor, nn
 
 from ..core import logits_at_input_size, read_logits
 from ..data import CLASS_NAMES, SceneConfig, make_batch
+from ..errors import SegcamError
 from ..evaluation import evaluate_model
 from ..models import DEFAULT_ARCH, UNet, save_weights, zoo
 
 TRAIN_SEED, TEST_SEED, UNBIASED_SEED = 0, 1, 2
+EVAL_EVERY = 25  # steps between mIoU evaluations when checkpoints are kept by mIoU level
+EVAL_SCENES = 64  # fresh test scenes per evaluation: about 0.6 s on 2 cores; `segcam progress`'s default set
 
 
 def class_weights(labels: Tensor, n: int) -> Tensor:
@@ -43,6 +52,80 @@ def logits_of(model: nn.Module, x: Tensor) -> Tensor:
     return logits_at_input_size(read_logits(model(x)), x).values
 
 
+def check_levels(levels: str | Sequence[float], name: str = "miou_levels") -> tuple[float, ...]:
+    """mIoU levels as sorted distinct floats in (0, 1); text is read as comma-separated numbers."""
+    fix = "give mIoU levels strictly between 0 and 1, like 0.3,0.5,0.7,0.9 (an mIoU of 50% is 0.5)"
+    if isinstance(levels, str):
+        try:
+            levels = [float(v) for v in levels.split(",") if v.strip()]
+        except ValueError:
+            raise SegcamError(f"{name} takes comma-separated numbers, got {levels!r}; {fix}.") from None
+    if not isinstance(levels, Sequence) or not levels:
+        raise SegcamError(f"{name} must be a non-empty list of numbers, got {levels!r}; {fix}.")
+    for level in levels:  # NaN fails the range test
+        if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+            raise SegcamError(f"{name} has {level!r}, not a number strictly between 0 and 1; {fix}.")
+    return tuple(sorted({float(level) for level in levels}))
+
+
+def level_text(level: float) -> str:
+    """``0.5`` → ``"0.50"``: two decimals, more only when the level has them (file names, headers)."""
+    return f"{level:.2f}" if round(level, 2) == level else repr(level)
+
+
+def eval_scores(model: nn.Module) -> dict[str, Any]:
+    """The model's scores on the :data:`EVAL_SCENES` first test scenes (seed :data:`TEST_SEED`)."""
+    return evaluate_model(model, TEST_SEED, EVAL_SCENES, SceneConfig(), batch=32)
+
+
+def positive(value: Any, name: str) -> int:
+    """``value`` as an int ≥ 1 (bools refused), or a :class:`SegcamError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SegcamError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+class MiouLevels:
+    """Keep a checkpoint when the test mIoU first reaches each of ``levels`` (for :func:`train`).
+
+    Every ``every`` steps (and at the last step) ``evaluate(model)`` gives the test scores, a
+    mapping with ``"miou"``.  Each pending level ``l`` with ``miou ≥ l`` is reached at that step:
+    ``save(l, step, model, scores)`` is called once for it — for several levels at once when
+    the mIoU jumps past several.  A later drop does not undo a level.  ``pending`` holds the
+    levels not reached yet, ``best`` the highest mIoU seen, ``step`` the last step evaluated.
+    """
+
+    def __init__(
+        self,
+        levels: str | Sequence[float],
+        save: Callable[[float, int, nn.Module, Mapping[str, Any]], None],
+        evaluate: Callable[[nn.Module], Mapping[str, Any]] = eval_scores,
+        every: int = EVAL_EVERY,
+    ) -> None:
+        if not callable(save) or not callable(evaluate):
+            raise SegcamError("save and evaluate must be functions: save(level, step, model, scores) and "
+                              "evaluate(model) → a mapping with 'miou'.")
+        self.levels, self.save, self.evaluate = check_levels(levels), save, evaluate
+        self.every = positive(every, "every (steps between evaluations)")
+        self.pending, self.best, self.step = list(self.levels), 0.0, 0
+
+    def due(self, step: int, steps: int) -> bool:
+        """Whether ``step`` (of ``steps``) is an evaluation step."""
+        return step % self.every == 0 or step == steps
+
+    def observe(self, step: int, model: nn.Module) -> None:
+        """Evaluate ``model`` at ``step`` and save a checkpoint for each level it now reaches."""
+        scores = self.evaluate(model)
+        miou = scores.get("miou") if isinstance(scores, Mapping) else None
+        if isinstance(miou, bool) or not isinstance(miou, numbers.Real) or not 0 <= miou <= 1:
+            got = f"'miou' {miou!r}" if isinstance(scores, Mapping) else repr(scores)
+            raise SegcamError(f"evaluate(model) must return a mapping with 'miou' in [0, 1], got {got}.")
+        self.best, self.step = max(self.best, float(miou)), step
+        for level in [level for level in self.pending if miou >= level]:
+            self.save(level, step, model, scores)
+            self.pending.remove(level)
+
+
 def train(
     steps: int = 2400,
     batch: int = 16,
@@ -54,15 +137,24 @@ def train(
     build: Callable[[], nn.Module] = lambda: UNet(**DEFAULT_ARCH),
     checkpoint: Callable[[int, nn.Module], None] | None = None,
     checkpoint_steps: Sequence[int] = (),
+    miou_levels: MiouLevels | None = None,
+    shuffle_labels: bool = False,
 ) -> nn.Module:
     """Train ``build()`` (default ``UNet(**DEFAULT_ARCH)``) from scratch on the synthetic scenes.
 
     Deterministic for a given seed on one machine.  ``checkpoint(step, model)`` is called (in
     eval mode) after each step in ``checkpoint_steps`` (for training-progress views).
+    ``miou_levels`` evaluates the model every ``miou_levels.every`` steps and keeps a checkpoint
+    when the mIoU first reaches each of its levels; training stops once all are reached.
+    ``shuffle_labels`` pairs each training image with another image's label map (a fixed
+    permutation): the model of Adebayo et al.'s label-randomisation check, which can only
+    memorise, never learn what makes a pixel its class.
     """
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     x_all, y_all = make_batch(0, scenes, TRAIN_SEED, config)
+    if shuffle_labels:
+        y_all = y_all[torch.randperm(scenes, generator=torch.Generator().manual_seed(seed + 1))]
     log(f"generated {scenes} training scenes in {time.perf_counter() - t0:.0f} s")
     model = build()
     weights = class_weights(y_all, len(CLASS_NAMES))
@@ -87,6 +179,12 @@ def train(
         if checkpoint is not None and step in checkpoint_steps:
             checkpoint(step, model.eval())
             model.train()
+        if miou_levels is not None and miou_levels.due(step, steps):
+            miou_levels.observe(step, model.eval())
+            model.train()
+            if not miou_levels.pending:
+                log(f"every mIoU level reached at step {step} of {steps}; stopping there")
+                break
     return model.eval()
 
 
@@ -116,6 +214,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SEGCAM_CACHE", Path.home() / ".cache" / "segcam"))
 
 
+def checkpoint_meta(family: str | None, step: int, steps: int, test: Mapping[str, Any]) -> dict[str, Any]:
+    """Weights metadata of a training checkpoint of zoo ``family`` (``None``: the default U-Net)."""
+    model = {"arch": dict(DEFAULT_ARCH)} if family is None else {"family": family, "num_classes": len(CLASS_NAMES)}
+    return {**model, "class_names": list(CLASS_NAMES), "step": step, "steps": steps, "test": dict(test)}
+
+
 def train_family(
     name: str,
     steps: int | None = None,
@@ -142,12 +246,11 @@ def train_family(
 
     def save_checkpoint(step: int, model: nn.Module) -> None:
         test = evaluate_model(model, TEST_SEED, 128, SceneConfig(), batch=32)
-        meta = {"family": name, "num_classes": len(CLASS_NAMES), "step": step, "steps": steps,
-                "class_names": list(CLASS_NAMES), "test": test}
-        save_weights(model, paths[marks.index(step)], meta)
+        save_weights(model, paths[marks.index(step)], checkpoint_meta(name, step, steps, test))
         log(f"{name} step {step}: test mIoU {test['miou']:.3f}")
 
     train(steps=steps, lr=lr, scenes=scenes, log=log,
           build=lambda: zoo.build(name, len(CLASS_NAMES)),
           checkpoint=save_checkpoint, checkpoint_steps=marks)
     return paths
+

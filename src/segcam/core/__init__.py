@@ -13,6 +13,7 @@ are re-exported here.
 
 from .context import INPUT, Context, Forward, batch_size_for
 from .logits import Logits, logits_at_input_size, read_logits
+from .lookup import blocks
 from .model import guarded, model_lock
 from .target import ResolvedTarget, Target, dice, region_dice, region_score
 
@@ -24,6 +25,7 @@ __all__ = [
            "ResolvedTarget",
            "Target",
            "batch_size_for",
+           "blocks",
            "dice",
            "guarded",
            "logits_at_input_size",

@@ -129,3 +129,15 @@ def _check_token_grid(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {check_str(k, "token_grid layer name"): check_sizes(v, f"token_grid[{k!r}]") for k, v in value.items()}
     return check_sizes(value, "token_grid")
+
+
+def blocks(model: nn.Module, infos: Sequence[LayerInfo]) -> list[str]:
+    """The model's blocks in execution order: explainable children of the model, or of its
+    module lists and dicts (``stem``, ``downs.0``, ``ups.1``, ``head``)."""
+    modules = dict(model.named_modules())
+
+    def is_block(name: str) -> bool:
+        parent = name.rpartition(".")[0]
+        return not parent or isinstance(modules.get(parent), (nn.ModuleList, nn.ModuleDict))
+
+    return [i.name for i in infos if i.explainable and is_block(i.name)]

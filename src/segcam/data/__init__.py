@@ -11,7 +11,7 @@ matplotlib.
 
 from __future__ import annotations
 
-from .files import DEFAULT_MAX_PIXELS, load_image, load_mask, save_image
+from .files import DEFAULT_MAX_PIXELS, load_image, load_labels, load_mask, save_image
 from .samples import SAMPLE_SEED, SAMPLES, bundle_samples, load_scene, pick_samples, sample_scenes, save_scene
 from .scenes import (
     BIASED_CLASS,
@@ -36,6 +36,7 @@ __all__ = [
     "SceneConfig",
     "bundle_samples",
     "load_image",
+    "load_labels",
     "load_mask",
     "load_scene",
     "make_batch",

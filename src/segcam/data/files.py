@@ -86,6 +86,27 @@ def load_mask(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
         return _decode(path, lambda: np.asarray(img.convert("L")) > 0)
 
 
+def load_labels(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Tensor:
+    """A ground-truth label map ``(H, W)`` or ``(D, H, W)`` of class indices (int64): the pixel
+    values of a grey or palette image file (not converted: a palette index is the class), or an
+    integer ``.npy`` array.  ``max_pixels`` as in :func:`load_image`."""
+    path = _check_file(path)
+    max_pixels = _check_max_pixels(max_pixels)
+    if path.suffix.lower() == ".npy":
+        array = _read_npy(path, _MASK_AXES, _MASK_LAYOUT, max_pixels)
+    else:
+        with _open_image(path, max_pixels) as img:
+            if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+                raise ImageError(f"{str(path)!r} is a {img.mode} image; a label map is a grey or palette image "
+                                 "whose values are class indices (or an integer .npy array).")
+            array = _decode(path, lambda: np.asarray(img))
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)) or array.dtype.kind == "c":
+        raise ImageError(f"{str(path)!r} holds non-integer values; a label map holds class indices.")
+    if array.size and array.min() < 0:
+        raise ImageError(f"{str(path)!r} holds negative labels; a label map holds class indices 0, 1, 2, ...")
+    return torch.from_numpy(np.ascontiguousarray(array).astype(np.int64))
+
+
 def save_image(path: str | Path, image: Tensor | np.ndarray) -> None:
     """Write a ``(C, H, W)`` image (C = 1 or 3) in [0, 1] as 8 bits per channel:
     ``round(255 · clamp(x, 0, 1))``; the format follows the suffix (``.png`` keeps it exact)."""

@@ -47,3 +47,20 @@ def evidence_score(heatmap: Tensor | np.ndarray, evidence: Mapping[str, Any]) ->
         scores[f"uniform_{name}"] = uniform
         scores[f"lift_{name}"] = share / uniform if uniform > 0 else float("nan")
     return scores
+
+
+def pointing_game(heatmap: Tensor | np.ndarray, evidence: Tensor | np.ndarray) -> float:
+    """Is the map's maximum on the evidence?  The share of the map's maximal pixels that lie in
+    ``evidence`` (1 or 0 when the maximum is unique; a tie is split rather than decided by
+    scan order).  An all-zero map points nowhere: 0."""
+    h = torch.as_tensor(np.asarray(heatmap) if not isinstance(heatmap, Tensor) else heatmap, dtype=torch.float64)
+    e = torch.as_tensor(np.asarray(evidence) if not isinstance(evidence, Tensor) else evidence, dtype=torch.bool)
+    if e.shape != h.shape:
+        raise SegcamError(f"evidence has shape {tuple(e.shape)} but the heatmap {tuple(h.shape)}; give masks of the map's shape.")
+    if not bool(torch.isfinite(h).all()):
+        raise SegcamError("the heatmap has non-finite values; pass an explanation's heatmap (values in [0, 1]).")
+    peak = h.max()
+    if peak <= 0:
+        return 0.0
+    top = h == peak
+    return float((top & e).sum()) / float(top.sum())
