@@ -3,7 +3,8 @@ paste them) and every `segcam` command line, in a scratch folder holding `scene.
 
 Two commands are parsed but not run, for time: `segcam train` (the default model takes 6 minutes
 and a family a minute or more; tests/apps/test_train.py, test_levels.py and test_cli.py train for
-a few steps instead).  Their outputs are made here so the commands that follow them can run.  The quick
+a few steps instead) and `segcam evaluate` (10 minutes; tests/apps/test_evaluate.py runs
+`--quick` end to end).  Their outputs are made here so the commands that follow them can run.  The quick
 start's install lines are what `.ci/run` runs, and this test checks that they agree.
 """
 
@@ -26,7 +27,7 @@ from segcam.models import save_weights, zoo
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
-SLOW = ("segcam train",)
+SLOW = ("segcam train", "segcam evaluate")
 
 
 def blocks(language: str) -> list[str]:
@@ -90,6 +91,7 @@ def test_the_command_lines_run(scratch, line, capsys):
 
 @pytest.mark.parametrize("line", [c for c in commands() if c.startswith(SLOW)])
 def test_the_training_command_lines_are_valid(line):
-    """Not run (minutes of training), but read by the real parser: the flags exist and fit."""
+    """Not run (minutes of training or benchmarking), but read by the real parser: the flags
+    exist and fit.  `segcam evaluate --quick` runs end to end in tests/apps/test_evaluate.py."""
     args = cli.build_parser().parse_args(arguments(line))
-    assert args.run is cli.cmd_train
+    assert args.run.__name__ == f"cmd_{args.command}"

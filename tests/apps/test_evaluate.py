@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from segcam import SegcamError, load_model
 from segcam.apps import cli
-from segcam.apps.evaluate import fresh_copy
+from segcam.apps.evaluate import Settings, evaluate, fresh_copy, shuffled_label_model
 from segcam.data import make_scene, save_image
 from segcam.models import default
 
@@ -74,6 +75,7 @@ def test_quick_run_writes_a_report_to_read(quick):
     for image in re.findall(r"\]\((figures/[^)]+)\)", md):
         assert (out / image).stat().st_size > 10_000
     assert page.count("<table>") >= 5 and "<img src='figures/curves-0.png'" in page
+    assert "<strong>Headline</strong>" in page and "**" not in page  # Markdown emphasis rendered
     summary = json.loads((out / "summary.json").read_text())
     [model] = summary["models"]
     assert model["layers"][0] == "downs.2" and len(model["claims"]) == 6
@@ -138,3 +140,37 @@ def test_fresh_copy_redraws_the_architecture_and_leaves_the_model():
             self.gain = nn.Parameter(torch.ones(1))
 
     assert fresh_copy(Odd()) is None  # no reset_parameters: cannot be retrained from scratch
+
+
+TINY = Settings(scenes=1, rise_masks=10, reference_masks=20, thresholds=(0.2,), steps=2, sanity_images=0,
+                label_steps=1, label_scenes=2, examples=1)
+
+
+def test_input_methods_only_and_images_without_ground_truth(tmp_path):
+    image = make_scene(0, 5).image
+    runs = evaluate(tmp_path, [("default", load_model("default"))], settings=TINY, methods=["rise"],
+                    images=[("a.png", image, None)], log=lambda line: None)
+    assert {r["layer"] for r in runs[0].result.rows} == {"input"}
+    assert all("share_true" not in r for r in runs[0].result.rows)  # no evidence known
+    md = (tmp_path / "report.md").read_text()
+    assert "curves at input" in md and "| rise |" in md
+
+
+def test_evaluate_checks_its_arguments(tmp_path):
+    with pytest.raises(SegcamError, match="load_model"):
+        evaluate(tmp_path, [default()], settings=TINY)
+    with pytest.raises(SegcamError, match="Settings"):
+        evaluate(tmp_path, settings="quick")
+    with pytest.raises(SegcamError, match="label_steps must be a positive integer"):
+        Settings(label_steps=0)
+    with pytest.raises(SegcamError, match="methods must be a non-empty list"):
+        evaluate(tmp_path, settings=TINY, methods="rise")
+
+
+def test_the_shuffled_label_model_leaves_the_callers_random_state():
+    trained = default()  # building it draws random numbers: before the seed
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    model = shuffled_label_model(trained, steps=1, scenes=2)
+    assert model is not None and torch.equal(torch.rand(3), expected)

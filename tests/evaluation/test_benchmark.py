@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_untouched, snapshot
+from torch import nn
 
 from segcam import Explainer, SegcamError
 from segcam.evaluation import (
@@ -22,13 +24,15 @@ from segcam.models import default
 
 @pytest.fixture(scope="module")
 def small_run():
-    explainer = Explainer(default())
+    explainer = Explainer(default().train())  # a model in training mode stays so
+    before = snapshot(explainer.model)
     items = list(scene_cases(explainer, 1, seed=3))
     config = BenchmarkConfig(
         candidates=tuple(candidates(["seg-grad-cam", "seg-xres-cam", "rise"], rise_masks=40)),
         reference_masks=80, scoring=Scoring(thresholds=(0.2, 0.6), steps=2), sanity_images=1, sanity_rise_masks=16)
     seen = []
     result = run_benchmark(explainer, items, config, model_name="unet", progress=lambda *a: seen.append(a))
+    assert_untouched(explainer.model, before)
     return explainer, items, config, result, seen
 
 
@@ -93,3 +97,22 @@ def test_bad_configurations_are_refused():
         Scoring(thresholds=(0.5,))
     with pytest.raises(SegcamError, match="at least one image"):
         run_benchmark(Explainer(default()), [])
+
+
+class Plain(nn.Module):
+    """A network whose bottleneck sits inside one block: ``backbone.2`` (8×8; the block ends at 16×16)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, stride=2, padding=1),
+                                      nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Upsample(scale_factor=2))
+        self.up = nn.Upsample(scale_factor=2)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.up(self.backbone(x)))
+
+
+def test_layers_when_the_bottleneck_is_not_a_block():
+    layers = benchmark_layers(Explainer(Plain()), torch.zeros(3, 32, 32))
+    assert layers == ["backbone.2", "backbone.0", "backbone"]

@@ -76,3 +76,16 @@ def test_unknown_region_kinds_are_refused():
         list(scene_cases(Explainer(default()), 1, 3, kinds=["everywhere"]))
     with pytest.raises(SegcamError, match="non-empty list"):
         list(image_cases(Explainer(Threshold()), [], kinds="pixel"))
+
+
+def test_a_preprocessing_that_resizes_the_scenes_is_refused():
+    with pytest.raises(SegcamError, match="evaluate this model on your own images"):
+        list(scene_cases(Explainer(default()), 1, 3, preprocess=lambda x: x[:, :32, :32]))
+
+
+def test_ground_truth_is_checked_against_the_image_and_the_classes():
+    image = torch.full((1, 6, 6), 0.5)
+    with pytest.raises(SegcamError, match="image's size"):
+        list(image_cases(Explainer(Threshold()), [("a.png", image, torch.zeros(5, 5, dtype=torch.long))]))
+    with pytest.raises(SegcamError, match=r"'b.png' holds labels 255..255 .* class indices"):
+        list(image_cases(Explainer(Threshold()), [("b.png", image, torch.full((6, 6), 255))]))

@@ -5,7 +5,8 @@ Runs :func:`segcam.evaluation.run_benchmark` for each model and writes ``DIR/res
 ``results.parquet`` when pyarrow is installed) with a row per explanation, ``curves.csv``,
 ``sanity.csv``, ``summary.json``, figures, and ``report.md`` / ``report.html``
 (:mod:`.evaluation_report`).  The label-randomisation check retrains the model's architecture on
-shuffled labels of the synthetic scenes, so it runs for the default model and zoo families only.
+shuffled labels of the synthetic scenes, so it runs on the scenes, for models whose layers can be
+re-initialised (every module with parameters has ``reset_parameters``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import Explainer, LoadedModel, SegcamError, load_model
+from ..core import model_lock
 from ..data import CLASS_NAMES, SceneConfig, load_image, load_labels, make_scene
 from ..evaluation import BenchmarkConfig, Scoring, candidates, image_cases, run_benchmark, scene_cases
 from .evaluation_report import ModelRun, write_outputs
@@ -49,6 +51,16 @@ class Settings:
     label_scenes: int = 128
     examples: int = 3
 
+    def __post_init__(self) -> None:
+        for name in ("scenes", "rise_masks", "reference_masks", "steps", "label_steps", "label_scenes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SegcamError(f"Settings {name} must be a positive integer, got {value!r}.")
+        for name in ("sanity_images", "examples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SegcamError(f"Settings {name} must be an integer ≥ 0, got {value!r}.")
+
 
 FULL = Settings()
 QUICK = Settings(scenes=3, rise_masks=300, reference_masks=600, thresholds=(0.2, 0.5, 0.8), steps=5,
@@ -58,7 +70,8 @@ QUICK = Settings(scenes=3, rise_masks=300, reference_masks=600, thresholds=(0.2,
 def fresh_copy(model: nn.Module) -> nn.Module | None:
     """A copy of ``model`` with every parameter re-drawn by its module's ``reset_parameters``
     (the architecture untrained), or ``None`` when a module with parameters has no such method."""
-    copy = deepcopy(model)
+    with model_lock(model):
+        copy = deepcopy(model)
     for module in copy.modules():
         if any(True for _ in module.parameters(recurse=False)):
             if not callable(getattr(module, "reset_parameters", None)):
@@ -70,10 +83,13 @@ def fresh_copy(model: nn.Module) -> nn.Module | None:
 def shuffled_label_model(model: nn.Module, steps: int, scenes: int) -> nn.Module | None:
     """The model's architecture trained from scratch on synthetic scenes whose label maps are
     shuffled across images (Adebayo et al.'s label randomisation), or ``None`` when segcam
-    cannot re-initialise the architecture."""
-    if fresh_copy(model) is None:
-        return None
-    return train(steps=steps, scenes=scenes, build=lambda: fresh_copy(model), shuffle_labels=True, log=lambda m: None)
+    cannot re-initialise the architecture.  The caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # reset_parameters draws from the global generator
+        fresh = fresh_copy(model)
+        if fresh is None:
+            return None
+        return train(steps=steps, scenes=scenes, build=lambda: fresh, shuffle_labels=True, log=lambda m: None)
 
 
 def load_folder(images: Path, masks: Path | None, max_pixels: int | None) -> list[tuple[str, torch.Tensor, Any]]:
@@ -110,7 +126,15 @@ def evaluate(
     """Benchmark each model (default: the bundled one) and write the tables and the report to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    named = [m if isinstance(m, tuple) else (m.source, m) for m in (models or [load_model("default")])]
+    if not isinstance(settings, Settings):
+        raise SegcamError(f"settings must be segcam.apps.evaluate.Settings (e.g. QUICK or FULL), got {settings!r}.")
+    if not callable(log):
+        raise SegcamError(f"log must be a function taking a line of text, got {log!r}.")
+    named = [m if isinstance(m, tuple) else (getattr(m, "source", ""), m) for m in (models or [load_model("default")])]
+    for name, loaded in named:
+        if not isinstance(loaded, LoadedModel):
+            raise SegcamError(f"models must be what segcam.load_model returns (or (name, that) pairs), got "
+                              f"{type(loaded).__name__}; wrap your model with segcam.load_model or its spec.")
     config = BenchmarkConfig(
         candidates=tuple(candidates(methods, settings.rise_masks)), layers=tuple(layers) if layers else None,
         reference_masks=settings.reference_masks,
@@ -127,7 +151,8 @@ def evaluate(
             if classes != len(CLASS_NAMES):
                 raise SegcamError(f"{name} has {classes} classes, not the synthetic scenes' {len(CLASS_NAMES)}; "
                                   "evaluate it on your own images with --images DIR (and --masks DIR).")
-            subjects = list(scene_cases(explainer, settings.scenes, EVAL_SEED, SceneConfig()))
+            subjects = list(scene_cases(explainer, settings.scenes, EVAL_SEED, SceneConfig(),
+                                        preprocess=loaded.preprocess))
             data = f"{len(subjects)} fresh synthetic scenes (seed {EVAL_SEED})"
         log(f"{name}: {data}, {len(subjects) * len(subjects[0].cases) if subjects else 0} cases")
         random_model = None if images is not None else shuffled_label_model(

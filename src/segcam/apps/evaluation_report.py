@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .. import LoadedModel, __version__
-from ..evaluation import BenchmarkResult, check_claims, paper_claims, summarise
+from ..evaluation import BenchmarkResult, check_claims, metric_name, paper_claims, summarise
 from ..viz import Row, save_curves, save_rows, save_sanity
 from .page import Page
 
@@ -69,13 +69,10 @@ def dump_json(path: Path, data: Any) -> None:
 
 
 HEADLINE = ("share_true", "pointing", "mask_dice", "mask_kept", "sufficiency_area", "deletion_prob_area",
-            "insertion_prob_area", "rise_spearman", "ms")
+            "insertion_prob_area", "rise_spearman", "empty", "ms")
 BY_KIND = ("share_true", "lift_object", "share_context", "share_bias", "mask_kept", "rise_spearman")
-BY_LAYER = ("share_true", "pointing", "mask_dice", "mask_kept", "rise_spearman")
-NAMES = {"share_true": "evidence share", "lift_object": "object lift", "share_context": "cue share",
-         "share_bias": "bias-tile share", "pointing": "pointing", "mask_dice": "Dice @0.2",
-         "mask_kept": "kept @0.2", "sufficiency_area": "sufficiency", "deletion_prob_area": "deletion ↓",
-         "insertion_prob_area": "insertion ↑", "rise_spearman": "ρ with RISE", "ms": "ms"}
+BY_LAYER = ("share_true", "pointing", "mask_dice", "mask_kept", "deletion_dice_area", "insertion_dice_area",
+            "rise_spearman")
 
 
 def write_outputs(out: Path, runs: Sequence[ModelRun], settings: Mapping[str, Any], command: str, seconds: float) -> None:
@@ -113,14 +110,16 @@ def write_outputs(out: Path, runs: Sequence[ModelRun], settings: Mapping[str, An
 def _model_section(page: Page, run: ModelRun, figures: Path, i: int) -> dict[str, Any]:
     result, bottleneck = run.result, run.result.layers[0]
     page.heading(f"{run.name}: {run.data}")
-    page.text(f"Layers: {', '.join(result.layers)} (the bottleneck, `{bottleneck}`, first). "
-              "Input methods (RISE, saliency) explain the input and appear under layer `input`.")
+    page.text(f"Layers: {', '.join(result.layers)}; the headline and the claims are measured at the first, "
+              f"`{bottleneck}` (the bottleneck unless --layers chose otherwise). Input methods (RISE, saliency) "
+              "explain the input and appear under layer `input`. Means with 95% bootstrap intervals; a metric's "
+              "mean leaves out the cases where it does not apply (an empty map has no evidence shares).")
     at = [r for r in result.rows if r["layer"] in (bottleneck, "input")]
     headline = summarise(at, by=("method",), metrics=HEADLINE)
     verdicts = _sanity_by_method(result.sanity_rows, bottleneck)
-    page.text("**Headline** — every method at the bottleneck, all region kinds together (↓: lower is better).")
-    page.table(["method", "n"] + [NAMES[m] for m in HEADLINE] + ["sanity (telling step)"],
-               [[g["method"], g["n"]] + [_cell(g[m]) for m in HEADLINE] + [verdicts.get(g["method"], "-")]
+    page.text("**Headline** — every method at the first layer, all region kinds together (↑/↓: higher/lower is better).")
+    page.table(["method", "n"] + [metric_name(m) for m in HEADLINE] + ["sanity (telling step)"],
+               [[g["method"], g["n"]] + [_cell(g.get(m, {})) for m in HEADLINE] + [verdicts.get(g["method"], "-")]
                 for g in headline])
     claims = check_claims(result.rows, paper_claims(bottleneck))
     page.text("**The papers' claims**, tested on the same cases (paired):")
@@ -130,15 +129,16 @@ def _model_section(page: Page, run: ModelRun, figures: Path, i: int) -> dict[str
     sanity = _sanity_table(page, result.sanity_rows, run.label_check)
     by_kind = summarise(at, by=("method", "kind"), metrics=BY_KIND)
     page.text("**By region kind** at the bottleneck (cue share: plus classes only; bias-tile share: the biased class only).")
-    page.table(["method", "kind", "n"] + [NAMES[m] for m in BY_KIND],
-               [[g["method"], g["kind"], g["n"]] + [_cell(g[m]) for m in BY_KIND] for g in by_kind])
+    page.table(["method", "kind", "n"] + [metric_name(m) for m in BY_KIND],
+               [[g["method"], g["kind"], g["n"]] + [_cell(g.get(m, {})) for m in BY_KIND] for g in by_kind])
     by_layer = summarise([r for r in result.rows if r["layer"] != "input"], by=("method", "layer"), metrics=BY_LAYER)
     page.text("**By layer** (all region kinds).")
-    page.table(["method", "layer", "n"] + [NAMES[m] for m in BY_LAYER],
-               [[g["method"], g["layer"], g["n"]] + [_cell(g[m]) for m in BY_LAYER] for g in by_layer])
+    page.table(["method", "layer", "n"] + [metric_name(m) for m in BY_LAYER],
+               [[g["method"], g["layer"], g["n"]] + [_cell(g.get(m, {})) for m in BY_LAYER] for g in by_layer])
     curves = f"figures/curves-{i}.png"
-    save_curves(figures.parent / curves, result.curves, bottleneck, title=f"{run.name}: mean curves at {bottleneck}")
-    page.figure(curves, "Mean sufficiency, deletion and insertion curves at the bottleneck")
+    at_layer = bottleneck if any(c["layer"] == bottleneck for c in result.curves) else "input"
+    save_curves(figures.parent / curves, result.curves, at_layer, title=f"{run.name}: mean curves at {at_layer}")
+    page.figure(curves, f"Mean sufficiency, deletion and insertion curves at {at_layer}")
     if result.sanity_rows:
         path = f"figures/sanity-{i}.png"
         save_sanity(figures.parent / path, result.sanity_rows)
@@ -200,7 +200,7 @@ def _examples(path: Path, run: ModelRun) -> None:
     names = run.loaded.class_names
     rows = []
     for subject, region, maps in run.result.examples:
-        rows.append(Row(subject.image, subject.predicted, region, {m: (v.numpy(), "") for m, v in maps.items()},
+        rows.append(Row(subject.image, subject.predicted, region, {m: (v.cpu().numpy(), "") for m, v in maps.items()},
                         title=subject.name, truth=subject.truth, evidence=subject.evidence_masks))
     n = len(names) if names else int(max(int(s.predicted.max()) for s, _, _ in run.result.examples)) + 1
     save_rows(path, rows, n, names)

@@ -1,10 +1,12 @@
 """A report written once and rendered twice: Markdown for reading in a repository, HTML for a
 browser.  A :class:`Page` is a list of blocks (headings, paragraphs, tables, figures, code);
-the HTML is self-contained apart from the figure files next to it (no scripts, no CDN)."""
+the HTML is self-contained apart from the figure files next to it (no scripts, no CDN).  Text
+blocks may use Markdown's ``**bold**`` and ```code```; both renderings show them."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +63,7 @@ class Page:
             if kind == "heading":
                 body.append(f"<h2>{e(value)}</h2>")
             elif kind == "text":
-                body.append(f"<p>{e(value)}</p>")
+                body.append(f"<p>{_inline(value)}</p>")
             elif kind == "bullets":
                 body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in value) + "</ul>")
             elif kind == "table":
@@ -81,3 +83,10 @@ class Page:
         return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{e(self.title)}</title>"
                 f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{style}</style></head>"
                 f"<body>{''.join(body)}</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's ``**bold**`` and ```code``` rendered."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)

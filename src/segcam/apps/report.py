@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .. import Explainer, Explanation, Target
+from .. import Explainer, Explanation, SegcamError, Target
 from ..core import blocks
 from ..viz import save_grid
 from .train import level_text
@@ -106,7 +106,10 @@ def progress_grid(
     columns: dict[str, dict[str, Explanation]] = {}
     for ckpt in checkpoints:
         explainer = Explainer(ckpt.model, layer_names=layer_names)
-        columns[ckpt.header] = layer_sweep(explainer, image, target, layers, method, **options)
+        header = ckpt.header if ckpt.header not in columns else f"{ckpt.header}\n{ckpt.label}"
+        if header in columns:
+            raise SegcamError(f"two checkpoints are both {header!r}; give each checkpoint once.")
+        columns[header] = layer_sweep(explainer, image, target, layers, method, **options)
     region = next(iter(next(iter(columns.values())).values())).region[0]
     cells = {layer: {col: exps[layer].heatmap for col, exps in columns.items()} for layer in layers}
     save_grid(path, image, region, cells, title=f"{method} · {target.describe()}")

@@ -159,13 +159,15 @@ def train(
     model = build()
     weights = class_weights(y_all, len(CLASS_NAMES))
     log("class weights " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
+    device = next(model.parameters()).device  # scenes are made on the CPU; train where the model is
+    weights = weights.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(1, steps + 1):
         idx = torch.randint(scenes, (batch,), generator=gen)
-        x, y = x_all[idx], y_all[idx]
+        x, y = x_all[idx].to(device), y_all[idx].to(device)
         for axis in range(config.dims):  # flips keep every label and cue meaning
             if torch.rand((), generator=gen) < 0.5:
                 x, y = x.flip(axis + 2), y.flip(axis + 1)

@@ -29,7 +29,7 @@ from .sanity import LabelRandomisation, SanityResult, SanityStep, cascading_rand
 from .scoring import Scoring, score_explanation
 from .similarity import pearson, rankdata, spearman, ssim
 from .stats import Interval, PairedComparison, bootstrap_mean, paired_comparison
-from .summary import METRICS, Claim, check_claims, paper_claims, summarise
+from .summary import METRICS, Claim, check_claims, metric_name, paper_claims, summarise
 
 __all__ = [
            "EVIDENCE_KEYS",
@@ -67,6 +67,7 @@ __all__ = [
            "label_randomisation",
            "masked_images",
            "masking_test",
+           "metric_name",
            "paired_comparison",
            "paper_claims",
            "pearson",

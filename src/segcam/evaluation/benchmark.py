@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
@@ -45,6 +45,9 @@ class Candidate:
 def candidates(methods: Sequence[str] | None = None, rise_masks: int = 2000) -> list[Candidate]:
     """Every registered method with its defaults (or those in ``methods``), RISE with
     ``rise_masks`` masks, and Seg-XRes-CAM also with mean pooling (the paper's comparison)."""
+    if methods is not None and (isinstance(methods, (str, bytes)) or not isinstance(methods, Sequence) or not methods):
+        raise SegcamError(f"methods must be a non-empty list of method names, got {shown(methods)}; "
+                          "e.g. ['seg-grad-cam', 'rise'].")
     names = sorted(METHODS) if methods is None else list(methods)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
@@ -64,12 +67,13 @@ def candidates(methods: Sequence[str] | None = None, rise_masks: int = 2000) -> 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """What the benchmark runs: ``candidates`` at ``layers`` (``None``: :func:`benchmark_layers`),
+    """What the benchmark runs: ``candidates`` (``None``: :func:`candidates` of every method
+    registered when the run starts) at ``layers`` (``None``: :func:`benchmark_layers`),
     a RISE reference of ``reference_masks`` masks, ``scoring``; the cascading randomisation on
     the whole-class case of the first ``sanity_images`` images (RISE there with
     ``sanity_rise_masks`` masks), grouped by ``granularity``."""
 
-    candidates: tuple[Candidate, ...] = tuple(candidates())
+    candidates: tuple[Candidate, ...] | None = None
     layers: tuple[str, ...] | None = None
     reference_masks: int = 4000
     reference_seed: int = 1
@@ -79,7 +83,9 @@ class BenchmarkConfig:
     granularity: str = "block"
 
     def __post_init__(self) -> None:
-        if not self.candidates or not all(isinstance(c, Candidate) for c in self.candidates):
+        if self.candidates is not None and (
+                isinstance(self.candidates, (str, bytes)) or not isinstance(self.candidates, Sequence)
+                or not self.candidates or not all(isinstance(c, Candidate) for c in self.candidates)):
             raise SegcamError(f"candidates must be a non-empty list of Candidate, got {shown(self.candidates)}.")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(check_str(n, "layer") for n in self.layers))
@@ -104,18 +110,25 @@ class BenchmarkResult:
 
 
 def benchmark_layers(explainer: Explainer, image: Tensor) -> list[str]:
-    """The bottleneck first, then an encoder block two before it and a decoder block half way
-    from it to the output: among the model's blocks (:func:`segcam.core.blocks`) with more
-    than one cell, the output head left out.  A model without blocks gets its bottleneck only."""
+    """The bottleneck first, then an encoder layer two before it and a decoder layer half way
+    from it to the output: among the model's blocks (:func:`segcam.core.blocks`), or, when the
+    bottleneck is not a block, among the explainable layers as deep in the module tree; layers
+    of one cell and the output head are left out.  Fewer than three only when the model has
+    fewer such layers."""
     bottleneck = explainer.default_layer(image)
     infos = [i for i in explainer.layers(image) if i.layout is not None and any(s > 1 for s in i.layout.grid)]
     names = blocks(explainer.model, infos)[:-1]
     if bottleneck not in names:
+        depth = bottleneck.count(".")
+        names = list(dict.fromkeys(i.name for i in infos if i.name.count(".") <= depth))[:-1]
+    if bottleneck not in names:
         return [bottleneck]
     d = names.index(bottleneck)
-    before = names[max(0, d - 2)]
-    after = names[min(len(names) - 1, d + max(1, (len(names) - d) // 2))]
-    return list(dict.fromkeys([bottleneck, before, after]))
+    before = names[max(0, d - 2)] if d else None
+    after = names[min(len(names) - 1, d + max(1, (len(names) - d) // 2))] if d < len(names) - 1 else None
+    chosen = [bottleneck, *(n for n in (before, after) if n is not None)]
+    spare = [n for n in reversed(names) if n not in chosen]  # at an end: take another from the far side
+    return chosen + spare[: max(0, 3 - len(chosen))]
 
 
 def run_benchmark(
@@ -139,6 +152,10 @@ def run_benchmark(
         raise SegcamError("run_benchmark needs at least one image with a case to explain; "
                           "check that the model predicts objects in the images given.")
     report = check_callable(progress, "progress") if progress is not None else (lambda *a: None)
+    model_name = check_str(model_name, "model_name")
+    examples = check_int(examples, "examples", low=0)
+    if config.candidates is None:
+        config = replace(config, candidates=tuple(candidates()))
     layers = list(config.layers) if config.layers else benchmark_layers(explainer, subjects[0].image)
     result = BenchmarkResult(layers=layers)
     sanity_subjects = subjects[: config.sanity_images]

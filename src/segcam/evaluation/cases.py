@@ -14,13 +14,14 @@ objects are the predicted ones and the evidence is the ground-truth mask when on
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_int, shown
+from ..checks import check_callable, check_choice, check_int, shown
 from ..core import Target
 from ..core.regions import flood_fill, instance, pixel, predicted
 from ..data import Scene, SceneConfig, make_scene
@@ -62,23 +63,32 @@ def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
 
 def scene_cases(
     explainer: Explainer, count: int, seed: int, config: SceneConfig = SceneConfig(),
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = KINDS, preprocess: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[ImageCases]:
     """``count`` fresh scenes of stream ``seed``, each with the cases of one object per kind.
 
     The object is the first one whose centre the model labels correctly (a scene without one is
-    skipped, so fewer than ``count`` subjects may come); its class is explained as a whole class.
+    skipped, so fewer than ``count`` come); its class is explained as a whole class.
+    ``preprocess`` (e.g. a loaded model's normalisation) is applied to each scene's image; it
+    must keep the image's size, since the evidence is known pixel by pixel.
     """
     count, seed, kinds = check_int(count, "scenes", low=1), check_int(seed, "seed", low=0), check_kinds(kinds)
+    if preprocess is not None:
+        check_callable(preprocess, "preprocess")
     for index in range(count):
         scene = make_scene(index, seed, config)
-        pred = _predict(explainer, scene.image)
+        image = scene.image if preprocess is None else preprocess(scene.image)
+        if tuple(image.shape[1:]) != tuple(scene.image.shape[1:]):
+            raise SegcamError(f"the model's preprocessing turns the {tuple(scene.image.shape[1:])} scenes into "
+                              f"{tuple(image.shape[1:])} images, so their known evidence no longer fits; "
+                              "evaluate this model on your own images (segcam evaluate --images DIR).")
+        pred = _predict(explainer, image)
         for k, cls in enumerate(scene.classes, start=1):
             centre = scene.centre_of(k)
             if int(pred[centre]) == cls:
                 cases = [_scene_case(scene, kind, k, cls, centre) for kind in kinds]
                 masks = {"cue": scene.cue, "bias tile": scene.bias_tile}
-                yield ImageCases(f"scene {seed}/{index}", scene.image, pred, cases, scene.labels, masks)
+                yield ImageCases(f"scene {seed}/{index}", image, pred, cases, scene.labels, masks)
                 break
 
 
@@ -99,7 +109,10 @@ def image_cases(
     only the background is predicted is skipped."""
     kinds = check_kinds(kinds)
     for name, image, truth in images:
-        pred = _predict(explainer, image)
+        fwd = explainer.forward(image)
+        pred = fwd.predicted[0]
+        if truth is not None:
+            _check_truth(name, truth, pred, fwd.logits.n_classes)
         found = _largest_object(pred, background)
         if found is None:
             continue
@@ -111,6 +124,16 @@ def image_cases(
             caption = {"pixel": f"pixel {centre}", "object": f"object at {centre}", "class": "whole class"}[kind]
             cases.append(Case(kind, Target(cls, region), evidence, caption))
         yield ImageCases(name, image, pred, cases, truth)
+
+
+def _check_truth(name: str, truth: Any, pred: Tensor, n_classes: int) -> None:
+    if not isinstance(truth, Tensor) or truth.dtype.is_floating_point or tuple(truth.shape) != tuple(pred.shape):
+        raise SegcamError(f"the label map of {name!r} must be an integer map of the image's size {tuple(pred.shape)} "
+                          f"(after the model's preprocessing), got {shown(truth)}; save label maps at the "
+                          "model's input size.")
+    if truth.numel() and not (0 <= int(truth.min()) and int(truth.max()) < n_classes):
+        raise SegcamError(f"the label map of {name!r} holds labels {int(truth.min())}..{int(truth.max())} but the "
+                          f"model has classes 0..{n_classes - 1}; store class indices (not 0/255 masks).")
 
 
 def _predict(explainer: Explainer, image: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ def evidence_score(heatmap: Tensor | np.ndarray, evidence: Mapping[str, Any]) ->
         raise SegcamError(f"evidence lacks {', '.join(missing)}; pass scene.evidence(k) or scene.class_evidence(c).")
     masks = {k: torch.as_tensor(np.asarray(evidence[k]) if not isinstance(evidence[k], Tensor) else evidence[k],
                                 dtype=torch.bool) for k in EVIDENCE_KEYS}
+    masks = {k: m.to(h.device) for k, m in masks.items()}
     for name, m in masks.items():
         if m.shape != h.shape:
             raise SegcamError(f"evidence {name!r} has shape {tuple(m.shape)} but the heatmap {tuple(h.shape)}.")
@@ -55,6 +56,7 @@ def pointing_game(heatmap: Tensor | np.ndarray, evidence: Tensor | np.ndarray) -
     scan order).  An all-zero map points nowhere: 0."""
     h = torch.as_tensor(np.asarray(heatmap) if not isinstance(heatmap, Tensor) else heatmap, dtype=torch.float64)
     e = torch.as_tensor(np.asarray(evidence) if not isinstance(evidence, Tensor) else evidence, dtype=torch.bool)
+    e = e.to(h.device)
     if e.shape != h.shape:
         raise SegcamError(f"evidence has shape {tuple(e.shape)} but the heatmap {tuple(h.shape)}; give masks of the map's shape.")
     if not bool(torch.isfinite(h).all()):

@@ -73,6 +73,11 @@ class SufficiencyCurve:
     baseline: str
     baseline_dice: float
 
+    def points(self) -> tuple[Tensor, Tensor]:
+        """``(kept, dice)`` sorted by ``kept`` with the end points (0, ``baseline_dice``) and (1, 1):
+        the curve whose area is :attr:`area`."""
+        return _points(self.kept, self.dice, self.baseline_dice)
+
     def to_dict(self) -> dict[str, Any]:
         """Lists of floats and the scalars, JSON-ready."""
         return {"thresholds": self.thresholds.tolist(), "dice": self.dice.tolist(), "kept": self.kept.tolist(),
@@ -159,12 +164,18 @@ def region_dices(model: nn.Module, s: Subject, count: int, make: Callable[[int, 
     return torch.cat(measure_batches(model, count, make, measure, batch)).cpu()
 
 
-def _area(kept: Tensor, dice: Tensor, floor: float) -> float:
-    """Trapezoid area under Dice against kept, with the end points (0, floor) and (1, 1)."""
+def _points(kept: Tensor, dice: Tensor, floor: float) -> tuple[Tensor, Tensor]:
+    """Dice against kept with the end points (0, floor) and (1, 1), sorted by kept."""
     x = torch.cat([torch.zeros(1, dtype=torch.float64), kept, torch.ones(1, dtype=torch.float64)])
     y = torch.cat([torch.tensor([floor], dtype=torch.float64), dice, torch.ones(1, dtype=torch.float64)])
     order = torch.sort(x, stable=True).indices
-    return float(torch.trapezoid(y[order], x[order]))
+    return x[order], y[order]
+
+
+def _area(kept: Tensor, dice: Tensor, floor: float) -> float:
+    """Trapezoid area under :func:`_points`."""
+    x, y = _points(kept, dice, floor)
+    return float(torch.trapezoid(y, x))
 
 
 def _thresholds(value: Any) -> Tensor:

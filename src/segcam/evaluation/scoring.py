@@ -4,13 +4,14 @@ and how well it agrees with a RISE map of many masks.
 
 =====================  ==============================================================
 ``share_*``, ``lift_*``  :func:`~segcam.evaluation.evidence.evidence_score` (known evidence only)
+``empty``              1 for an all-zero map (its evidence shares are NaN and leave the means)
 ``pointing``           :func:`~segcam.evaluation.evidence.pointing_game` on the true evidence
 ``mask_dice``          the Seg-XRes-CAM paper's masking test at ``threshold`` (0.2): Dice of the
 ``mask_kept``          region's prediction on the masked image, and the share of the image kept
 ``*_dilated``          the same after dilating the kept pixels by ``dilation`` pixels
 ``sufficiency_area``   area under Dice against share kept over a sweep of thresholds
-``deletion_*_area``    deletion / insertion curves of the mean class probability in the region
-``insertion_*_area``   and of the region's Dice (lower deletion and higher insertion are better)
+``deletion_*_area``    deletion / insertion curves of the mean class probability in the region,
+``insertion_*_area``   of the region's Dice and of ``S_c`` (lower deletion, higher insertion better)
 ``rise_spearman``      rank (ties averaged) and linear correlation with a reference RISE map
 ``rise_pearson``
 =====================  ==============================================================
@@ -30,6 +31,7 @@ from ..explanation import Explanation
 from .evidence import evidence_score, pointing_game
 from .faithfulness import deletion_curve, insertion_curve
 from .masking import masking_test, sufficiency_curve
+from .perturb import BASELINES
 from .similarity import pearson, spearman
 
 Curves = dict[str, tuple[list[float], list[float]]]
@@ -56,7 +58,7 @@ class Scoring:
         check_float(self.threshold, "threshold", low=0, high=1, open_low=True)
         check_int(self.dilation, "dilation", low=0)
         check_int(self.steps, "steps", low=1)
-        check_choice(self.baseline, "baseline", ("mean", "zero", "blur"))
+        check_choice(self.baseline, "baseline", BASELINES)
         if self.batch is not None:
             check_int(self.batch, "batch", low=1)
         if not isinstance(self.thresholds, Sequence) or not self.thresholds:
@@ -90,8 +92,12 @@ def score_explanation(
         raise SegcamError(f"scoring must be a segcam.evaluation.Scoring, got {shown(scoring)}.")
     heatmap = exp.map[0]
     row: dict[str, Any] = {}
+    row["empty"] = float(not bool((heatmap > 0).any()))  # an all-zero map: no evidence shares (NaN)
     if evidence is not None:
         row.update(evidence_score(heatmap, evidence))
+        for key in ("context", "bias", "distractors"):  # no cue, no bias tile ...: not applicable
+            if not bool(evidence[key].any()):
+                row[f"share_{key}"] = float("nan")
         row["pointing"] = pointing_game(heatmap, evidence["object"] | evidence["context"])
     common = {"baseline": scoring.baseline, "reference": reference}
     sweep = sufficiency_curve(model, image, exp, thresholds=scoring.thresholds, batch=scoring.batch, **common)
@@ -101,11 +107,11 @@ def score_explanation(
         dilated = masking_test(model, image, exp, threshold=scoring.threshold, dilation=scoring.dilation, **common)
         row["mask_dice_dilated"], row["mask_kept_dilated"] = dilated.dice, dilated.kept
     row["sufficiency_area"] = sweep.area
-    # the sweep with its end points: nothing kept (the all-baseline image) and everything kept
-    curves: Curves = {"sufficiency": ([0.0, *sweep.kept.tolist(), 1.0], [sweep.baseline_dice, *sweep.dice.tolist(), 1.0])}
+    curves: Curves = {"sufficiency": tuple(t.tolist() for t in sweep.points())}
     for kind, curve_of in (("deletion", deletion_curve), ("insertion", insertion_curve)):
         curve = curve_of(model, image, exp, steps=scoring.steps, batch=scoring.batch, **common)
         row[f"{kind}_prob_area"], row[f"{kind}_dice_area"] = curve.prob_area, curve.dice_area
+        row[f"{kind}_score_area"] = curve.score_area  # in the model's logit units: compare within a case
         curves[kind] = (curve.fractions.tolist(), curve.prob.tolist())
     if rise_map is not None:
         row["rise_spearman"] = spearman(heatmap, rise_map)

@@ -17,25 +17,36 @@ from ..checks import check_float, shown
 from ..errors import SegcamError
 from .stats import bootstrap_mean, paired_comparison
 
-# metric → (readable name, True when higher is better, None when neither)
+# metric → (readable name, True when higher is better, None when neither): the one list the
+# summaries and the reports read
 METRICS: dict[str, tuple[str, bool | None]] = {
     "share_true": ("evidence share", True),
     "lift_true": ("evidence lift", True),
+    "lift_object": ("object lift", True),
     "share_context": ("cue share", None),
     "share_bias": ("bias-tile share", None),
     "share_distractors": ("distractor share", False),
-    "pointing": ("pointing game", True),
-    "mask_dice": ("masking Dice @0.2", True),
-    "mask_kept": ("share kept @0.2", False),
-    "mask_dice_dilated": ("masking Dice, dilated", True),
-    "mask_kept_dilated": ("share kept, dilated", False),
-    "sufficiency_area": ("sufficiency area", True),
-    "deletion_prob_area": ("deletion area", False),
-    "insertion_prob_area": ("insertion area", True),
-    "rise_spearman": ("Spearman with RISE", True),
-    "rise_pearson": ("Pearson with RISE", True),
-    "ms": ("ms per explanation", False),
+    "pointing": ("pointing", True),
+    "empty": ("empty maps", False),
+    "mask_dice": ("Dice @0.2", True),
+    "mask_kept": ("kept @0.2", False),
+    "mask_dice_dilated": ("Dice @0.2 dilated", True),
+    "mask_kept_dilated": ("kept @0.2 dilated", False),
+    "sufficiency_area": ("sufficiency", True),
+    "deletion_prob_area": ("deletion", False),
+    "insertion_prob_area": ("insertion", True),
+    "deletion_dice_area": ("deletion (Dice)", False),
+    "insertion_dice_area": ("insertion (Dice)", True),
+    "rise_spearman": ("ρ with RISE", True),
+    "rise_pearson": ("r with RISE", True),
+    "ms": ("ms", False),
 }
+
+
+def metric_name(metric: str) -> str:
+    """The readable column name of ``metric``, with ↑ / ↓ when higher / lower is better."""
+    name, higher = METRICS.get(metric, (metric, None))
+    return name + {True: " ↑", False: " ↓", None: ""}[higher]
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], by: Sequence[str] = ("model", "method", "layer", "kind"),
@@ -43,6 +54,9 @@ def summarise(rows: Sequence[Mapping[str, Any]], by: Sequence[str] = ("model", "
     """One dict per group of ``rows`` sharing the ``by`` columns: ``n`` and, per metric, its
     mean with a 95% bootstrap interval (``{"mean", "low", "high", "n", "level"}``)."""
     rows = _check_rows(rows)
+    for what, names in (("by", by), ("metrics", metrics or ())):
+        if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            raise SegcamError(f"{what} must be a list of column names, got {shown(names)}.")
     metrics = [m for m in (metrics or METRICS) if any(m in r for r in rows)]
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
@@ -94,6 +108,8 @@ def check_claims(rows: Sequence[Mapping[str, Any]], claims: Sequence[Claim], alp
     """Each claim tested on the rows it covers; claims whose methods are absent are left out.
     A claim comparing a method with itself compares ``metric`` with its undilated twin."""
     rows, alpha = _check_rows(rows), check_float(alpha, "alpha", low=0, high=1, open_low=True, open_high=True)
+    if isinstance(claims, Claim) or not isinstance(claims, Sequence) or not all(isinstance(c, Claim) for c in claims):
+        raise SegcamError(f"claims must be a list of Claim (e.g. paper_claims(layer)), got {shown(claims)}.")
     out = []
     for claim in claims:
         a, b = _paired(rows, claim)

@@ -46,8 +46,9 @@ def save_curves(path: str | Path, curves: Sequence[Mapping[str, Any]], layer: st
     if isinstance(curves, (str, bytes)) or not isinstance(curves, Sequence):
         raise SegcamError(f"curves must be a list of curve points, got {shown(curves)}.")
     means = mean_curves(curves, layer)
-    if not any(p.get("layer") == layer for p in curves):
-        raise SegcamError(f"no curve points at layer {layer!r}; pass a layer the benchmark explained.")
+    if not means or not any(p.get("layer") == layer for p in curves):
+        raise SegcamError(f"no curve points at layer {layer!r}; pass a layer the benchmark explained "
+                          "(\"input\" for methods on the input only).")
     fig = Figure(figsize=(15, 4.6), layout="constrained")
     axes = fig.subplots(1, len(_PANELS))
     for ax, (curve, xlabel, ylabel, name) in zip(axes, _PANELS):
@@ -63,19 +64,24 @@ def save_curves(path: str | Path, curves: Sequence[Mapping[str, Any]], layer: st
 
 def save_sanity(path: str | Path, steps: Sequence[Mapping[str, Any]], title: str = "") -> None:
     """Spearman of the randomised map with the trained one against the randomisation step, one
-    line per method and layer, the telling step (all layers above the explained one random)
-    marked with a dot."""
+    line per method and layer (the mean over the images checked), the telling step (all layers
+    above the explained one random) marked with a dot."""
     path = _output(path)
-    lines: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
+    values: dict[tuple[str, int], list[float]] = defaultdict(list)
+    telling: dict[tuple[str, int], bool] = {}
     for s in steps:
         if s.get("test", "cascading") == "cascading":
-            lines[f"{s['method']} @ {s['layer']}"].append((int(s["step"]), float(s["spearman"]), bool(s["telling"])))
-    if not lines:
+            key = (f"{s['method']} @ {s['layer']}", int(s["step"]))
+            values[key].append(float(s["spearman"]))
+            telling[key] = telling.get(key, False) or bool(s["telling"])
+    if not values:
         raise SegcamError("no cascading-randomisation steps to plot; run the sanity check first.")
+    lines: dict[str, list[tuple[int, float, bool]]] = defaultdict(list)
+    for (label, step), rhos in sorted(values.items()):
+        lines[label].append((step, float(np.mean(rhos)), telling[(label, step)]))
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.subplots()
     for label, points in sorted(lines.items()):
-        points.sort()
         x, y = [p[0] for p in points], [p[1] for p in points]
         line = ax.plot(x, y, alpha=0.8, label=label)[0]
         ax.plot([p[0] for p in points if p[2]], [p[1] for p in points if p[2]], "o", color=line.get_color())
