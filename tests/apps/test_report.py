@@ -59,3 +59,13 @@ def test_level_checkpoints_are_headed_by_level_and_ordered_by_mIoU(tmp_path, rng
     x = torch.randn(3, 16, 16, generator=rng)
     columns = progress_grid(tmp_path / "p.png", ordered, x, Target(1, regions.pixel(3, 3)), ["stem"])
     assert list(columns) == [c.header for c in ordered]
+
+
+def test_two_checkpoints_with_one_header_keep_both_columns(tmp_path, rng):
+    model = UNet(3, 4, width=4, depth=2).eval()
+    meta = {"family": "unet", "num_classes": 4, "step": 7}
+    a, b = (Checkpoint.from_metadata(name, model, meta) for name in ("run-a.safetensors", "run-b.safetensors"))
+    assert a.header == b.header == "step 7"
+    x = torch.randn(3, 16, 16, generator=rng)
+    columns = progress_grid(tmp_path / "p.png", [a, b], x, Target(1, regions.pixel(3, 3)), ["stem"])
+    assert list(columns) == ["step 7", "step 7\n(checkpoint 2)"]  # not one silently overwritten

@@ -133,3 +133,13 @@ def test_bad_watch_arguments():
         MiouLevels((0.5,), lambda *a: None, every=0)
     with pytest.raises(SegcamError, match="save and evaluate must be functions"):
         MiouLevels((0.5,), None)
+
+
+def test_shuffled_labels_pair_images_with_other_label_maps_deterministically():
+    def run(shuffle: bool):
+        return train(steps=2, batch=2, scenes=4, log=lambda line: None, shuffle_labels=shuffle,
+                     build=lambda: UNet(3, 6, width=2, depth=1)).state_dict()
+
+    plain, shuffled, again = run(False), run(True), run(True)
+    assert all(torch.equal(shuffled[k], again[k]) for k in shuffled)  # a fixed permutation
+    assert not all(torch.equal(plain[k], shuffled[k]) for k in plain)  # other targets, other weights

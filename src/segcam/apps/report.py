@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .. import Explainer, Explanation, SegcamError, Target
+from .. import Explainer, Explanation, Target
 from ..core import blocks
 from ..viz import save_grid
 from .train import level_text
@@ -104,11 +104,9 @@ def progress_grid(
     """Draw ``target`` explained at each of ``layers`` (rows) for each checkpoint (columns, in the
     order given, headed by :attr:`Checkpoint.header`; sort by :attr:`Checkpoint.order` for mIoU order)."""
     columns: dict[str, dict[str, Explanation]] = {}
-    for ckpt in checkpoints:
+    for k, ckpt in enumerate(checkpoints, start=1):
         explainer = Explainer(ckpt.model, layer_names=layer_names)
-        header = ckpt.header if ckpt.header not in columns else f"{ckpt.header}\n{ckpt.label}"
-        if header in columns:
-            raise SegcamError(f"two checkpoints are both {header!r}; give each checkpoint once.")
+        header = ckpt.header if ckpt.header not in columns else f"{ckpt.header}\n(checkpoint {k})"  # never overwrite
         columns[header] = layer_sweep(explainer, image, target, layers, method, **options)
     region = next(iter(next(iter(columns.values())).values())).region[0]
     cells = {layer: {col: exps[layer].heatmap for col, exps in columns.items()} for layer in layers}
