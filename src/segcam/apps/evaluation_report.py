@@ -191,7 +191,7 @@ def _verdict(layer: str, rho: float, passed: list[bool]) -> str:
     where = "every layer" if layer == "input" else f"every layer above {layer}"
     if all(passed):
         return f"passes: with {where} random the map changes (mean ρ {rho:.2f})"
-    shows = "the image, not the model" if layer == "input" else "the activations, not the decision"
+    shows = "the image or its own sampling, not the model" if layer == "input" else "the activations, not the decision"
     return (f"FAILS on {len(passed) - sum(passed)} of {len(passed)} images: with {where} random the map keeps "
             f"mean ρ {rho:.2f} — it shows {shows}")
 

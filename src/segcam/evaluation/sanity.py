@@ -243,7 +243,7 @@ def _verdict(steps: list[SanityStep], telling: int | None, layer: str, threshold
     if rho < threshold:
         return (f"passes the randomisation check: {where} its map's rank correlation with the trained model's "
                 f"map falls to {rho:.2f} (below {threshold:g}) — it depends on what the model learned.")
-    shows = "the image, not the model" if layer == INPUT else "the activations, not the decision"
+    shows = "the image or its own sampling, not the model" if layer == INPUT else "the activations, not the decision"
     return (f"FAILS the randomisation check: {where} its map keeps a rank correlation of {rho:.2f} with the "
             f"trained model's map — it shows {shows}.")
 
