@@ -153,7 +153,8 @@ def test_three_dimensional_models():
     rows = result.rows()
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[0]["randomised"] == "head"
     assert [r["telling"] for r in rows] == [False, True, False, False]
-    assert set(rows[0]) == {"method", "layer", "step", "randomised", "spearman", "ssim", "telling", "flat"}
+    assert set(rows[0]) == {"method", "layer", "step", "randomised", "spearman", "ssim", "telling", "flat", "noise"}
+    assert rows[0]["noise"] is None  # a method without a seed has no sampling noise
 
 
 def test_a_layer_with_nothing_above_cannot_be_checked():
@@ -210,3 +211,40 @@ def test_a_region_that_follows_the_prediction_stays_where_the_trained_model_put_
     fixed = cascading_randomisation(model, scene.image, Target(exp.cls, regions.mask(exp.region[0])),
                                     layer="downs.1", granularity="block")
     assert [s.spearman for s in result.steps] == pytest.approx([s.spearman for s in fixed.steps])
+
+
+@dataclass(frozen=True)
+class SeededNoise(Method):
+    """A map drawn from its seed alone: pure sampling noise, no image, no model."""
+
+    on_input = True
+    gradients = False
+    seed: int = 0
+
+    def explain(self, ctx, layer):
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.rand(ctx.image.shape[2:], generator=gen)
+        return noise.expand(len(ctx.targets), ctx.image.shape[0], *noise.shape)
+
+
+@dataclass(frozen=True)
+class SeededEdges(EdgeMap):
+    """The edge map with a seed option it ignores: sampling that does not matter."""
+
+    seed: int = 0
+
+
+def test_a_sampling_method_is_compared_with_other_samples_and_its_own_noise(scene):
+    model = UNet(3, 6, width=2, depth=1)
+    target = object_target(scene)
+    # with the same seed the noise map would equal itself at every step (rho 1: a false FAIL); the
+    # randomised maps use the next seed, and the method's own seed-to-seed agreement is its floor
+    noisy = cascading_randomisation(model, scene.image, target, method=SeededNoise())
+    assert noisy.noise is not None and abs(noisy.noise) < 0.2 and not noisy.passed
+    assert all(abs(s.spearman) < 0.2 for s in noisy.steps)
+    assert noisy.verdict.startswith("cannot tell: the method's own maps from two seeds agree")
+    steady = cascading_randomisation(model, scene.image, target, method=SeededEdges())
+    assert steady.noise == pytest.approx(1.0) and not steady.passed  # sampling-free: the plain verdict
+    assert steady.verdict.startswith("FAILS the randomisation check")
+    labels = label_randomisation(model, copy.deepcopy(model), scene.image, target, method=SeededNoise())
+    assert labels.noise is not None and not labels.passed and labels.verdict.startswith("cannot tell")

@@ -153,18 +153,24 @@ def _model_section(page: Page, run: ModelRun, figures: Path, i: int) -> dict[str
 
 def _sanity_by_method(rows: Sequence[Mapping[str, Any]], bottleneck: str) -> dict[str, str]:
     out: dict[str, list[bool]] = {}
+    unclear: set[str] = set()
     for r in rows:
         if r["test"] == "cascading" and r["telling"] and r["layer"] in (bottleneck, "input"):
             out.setdefault(r["method"], []).append(bool(r["passed"]))
-    return {m: ("passes" if all(v) else "FAILS") + f" ({sum(v)}/{len(v)})" for m, v in out.items()}
+            if str(r.get("verdict", "")).startswith("cannot tell"):
+                unclear.add(r["method"])
+    return {m: ("cannot tell (noisy)" if m in unclear else "passes" if all(v) else "FAILS") + f" ({sum(v)}/{len(v)})"
+            for m, v in out.items()}
 
 
 def _sanity_table(page: Page, rows: Sequence[Mapping[str, Any]], label_check: str) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], dict[str, list]] = {}
     for r in rows:
-        g = groups.setdefault((r["method"], r["layer"]), {"cascading": [], "labels": []})
+        g = groups.setdefault((r["method"], r["layer"]), {"cascading": [], "labels": [], "noise": []})
         if r["telling"]:
             g[r["test"]].append((float(r["spearman"]), float(r["ssim"]), bool(r["passed"])))
+            if r["test"] == "cascading" and str(r.get("verdict", "")).startswith("cannot tell"):
+                g["noise"].append(float(r["noise"]))
     table = []
     for (method, layer), g in groups.items():
         casc, labels = g["cascading"], g["labels"]
@@ -173,7 +179,7 @@ def _sanity_table(page: Page, rows: Sequence[Mapping[str, Any]], label_check: st
                       "passed": f"{sum(c[2] for c in casc)}/{len(casc)}",
                       "labels_spearman": _avg([c[0] for c in labels]),
                       "labels_passed": f"{sum(c[2] for c in labels)}/{len(labels)}" if labels else "-",
-                      "verdict": _verdict(layer, rho, [c[2] for c in casc])})
+                      "verdict": _verdict(layer, rho, [c[2] for c in casc], g["noise"])})
     page.text("**Sanity checks** (Adebayo et al. 2018). Cascading randomisation re-draws the weights from the logits "
               "down; the telling step is the one where every layer above the explained one is random and its "
               "activations are untouched: a map that still ranks pixels the same way there shows the activations, "
@@ -184,10 +190,14 @@ def _sanity_table(page: Page, rows: Sequence[Mapping[str, Any]], label_check: st
     return table
 
 
-def _verdict(layer: str, rho: float, passed: list[bool]) -> str:
-    """One plain sentence per method and layer over the images checked."""
+def _verdict(layer: str, rho: float, passed: list[bool], noise: list[float]) -> str:
+    """One plain sentence per method and layer over the images checked (``noise``: the
+    seed-to-seed agreement of a sampling method on the images where it was too low to tell)."""
     if not passed:
         return "cannot be checked: nothing lies above this layer"
+    if noise:
+        return (f"cannot tell on {len(noise)} of {len(passed)} images: its own maps from two seeds agree at only "
+                f"mean ρ {_avg(noise):.2f}, so randomisation cannot be told from sampling noise; use more samples")
     where = "every layer" if layer == "input" else f"every layer above {layer}"
     if all(passed):
         return f"passes: with {where} random the map changes (mean ρ {rho:.2f})"

@@ -26,6 +26,7 @@ running statistics) are kept.  All of it happens on a ``copy.deepcopy`` of the u
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import itertools
 import warnings
@@ -70,7 +71,14 @@ class SanityStep:
 @dataclass(frozen=True)
 class SanityResult:
     """A cascading randomisation of ``method`` at ``layer``; ``changed``: whether the map with
-    every parameter random is unlike the trained one (Spearman's rho below ``threshold``)."""
+    every parameter random is unlike the trained one (Spearman's rho below ``threshold``).
+
+    ``noise`` (methods that sample, with a ``seed`` option such as RISE): the rank correlation of
+    the trained model's map with its own map from the next seed.  The randomised maps use that
+    next seed too, so the trained and randomised maps never share their random masks; when the
+    method does not even agree with itself (``noise < threshold``) the check cannot tell, and
+    ``passed`` is False with a verdict that says so.
+    """
 
     method: str
     layer: str
@@ -80,11 +88,13 @@ class SanityResult:
     passed: bool
     verdict: str
     changed: bool
+    noise: float | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per step, for a results table."""
         return [{"method": self.method, "layer": self.layer, "step": s.index, "randomised": ", ".join(s.randomised),
-                 "spearman": s.spearman, "ssim": s.ssim, "telling": s.telling, "flat": s.flat} for s in self.steps]
+                 "spearman": s.spearman, "ssim": s.ssim, "telling": s.telling, "flat": s.flat, "noise": self.noise}
+                for s in self.steps]
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class LabelRandomisation:
     threshold: float
     passed: bool
     verdict: str
+    noise: float | None = None  # as in SanityResult
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +134,10 @@ def cascading_randomisation(model: nn.Module, image: Any, target: Any, *, method
         clone = copy.deepcopy(model)
     explainer = Explainer(clone, **kwargs)
     trained, target = _trained(explainer, image, target, chosen, name)
+    resampled, noise = _resampled(chosen), None
+    if resampled is not None:  # a sampling method: its own seed-to-seed agreement is the floor
+        chosen = resampled
+        noise = _similarity(trained, _map(explainer, image, target, chosen, name))[0]
     x, _ = as_batch(image, explainer.spatial_dims, *device_and_dtype(clone))
     groups, telling = cascade(clone, x, name, granularity)
     gen = torch.Generator().manual_seed(seed)
@@ -134,9 +149,26 @@ def cascading_randomisation(model: nn.Module, image: Any, target: Any, *, method
             now = _map(explainer, image, target, chosen, name)
             rho, sim = _similarity(trained, now)
             steps.append(SanityStep(index, group, rho, sim, index == telling, bool((now == now.flatten()[0]).all())))
-    passed = telling is not None and steps[telling - 1].spearman < threshold
-    return SanityResult(_method_name(chosen), name, steps, telling, threshold, passed,
-                        _verdict(steps, telling, name, threshold), changed=steps[-1].spearman < threshold)
+    noisy = noise is not None and noise < threshold
+    passed = telling is not None and steps[telling - 1].spearman < threshold and not noisy
+    verdict = (_noisy_verdict(noise, threshold) if noisy and telling is not None
+               else _verdict(steps, telling, name, threshold))
+    return SanityResult(_method_name(chosen), name, steps, telling, threshold, passed, verdict,
+                        changed=steps[-1].spearman < threshold, noise=noise)
+
+
+def _resampled(method: Method) -> Method | None:
+    """``method`` with its ``seed`` option moved on by one, for methods that sample; else None."""
+    seed = getattr(method, "seed", None)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return None
+    return dataclasses.replace(method, seed=seed + 1)
+
+
+def _noisy_verdict(noise: float, threshold: float) -> str:
+    return (f"cannot tell: the method's own maps from two seeds agree at a rank correlation of only {noise:.2f} "
+            f"(below {threshold:g}), so a change under randomisation is indistinguishable from sampling noise; "
+            "draw more samples (e.g. a larger n_masks).")
 
 
 def label_randomisation(model: nn.Module, random_model: nn.Module, image: Any, target: Any, *,
@@ -157,12 +189,18 @@ def label_randomisation(model: nn.Module, random_model: nn.Module, image: Any, t
             raise SegcamError(f"random_model has no layer {name!r}; it must have the architecture of model "
                               "(the same network trained on shuffled labels).") from None
     trained, target = _trained(explainer, image, target, chosen, name)
+    resampled, noise = _resampled(chosen), None
+    if resampled is not None:  # never let the two models share their random samples
+        chosen = resampled
+        noise = _similarity(trained, _map(explainer, image, target, chosen, name))[0]
     rho, sim = _similarity(trained, _map(other, image, target, chosen, name))
-    passed = rho < threshold
-    verdict = (f"{'passes' if passed else 'FAILS'} the label randomisation check: the map of the model trained on "
-               f"shuffled labels has a rank correlation of {rho:.2f} with the trained model's map"
-               + ("." if passed else " — it does not reflect what the model learned."))
-    return LabelRandomisation(_method_name(chosen), name, rho, sim, threshold, passed, verdict)
+    noisy = noise is not None and noise < threshold
+    passed = rho < threshold and not noisy
+    verdict = _noisy_verdict(noise, threshold) if noisy else (
+        f"{'passes' if passed else 'FAILS'} the label randomisation check: the map of the model trained on "
+        f"shuffled labels has a rank correlation of {rho:.2f} with the trained model's map"
+        + ("." if passed else " — it does not reflect what the model learned."))
+    return LabelRandomisation(_method_name(chosen), name, rho, sim, threshold, passed, verdict, noise)
 
 
 def cascade(model: nn.Module, x: Tensor, layer: str, granularity: str) -> tuple[list[tuple[str, ...]], int | None]:
