@@ -144,22 +144,22 @@ def evaluate(
     for name, loaded in named:
         explainer = Explainer.from_loaded(loaded)
         if images is not None:
-            subjects = list(image_cases(explainer, [(n, loaded.preprocess(x), t) for n, x, t in images]))
+            items = list(image_cases(explainer, [(n, loaded.preprocess(x), t) for n, x, t in images]))
             data = f"{len(images)} user images"
         else:
             classes = explainer.forward(loaded.preprocess(make_scene(0, EVAL_SEED).image)).logits.n_classes
             if classes != len(CLASS_NAMES):
                 raise SegcamError(f"{name} has {classes} classes, not the synthetic scenes' {len(CLASS_NAMES)}; "
                                   "evaluate it on your own images with --images DIR (and --masks DIR).")
-            subjects = list(scene_cases(explainer, settings.scenes, EVAL_SEED, SceneConfig(),
+            items = list(scene_cases(explainer, settings.scenes, EVAL_SEED, SceneConfig(),
                                         preprocess=loaded.preprocess))
-            data = f"{len(subjects)} fresh synthetic scenes (seed {EVAL_SEED})"
-        log(f"{name}: {data}, {len(subjects) * len(subjects[0].cases) if subjects else 0} cases")
+            data = f"{len(items)} fresh synthetic scenes (seed {EVAL_SEED})"
+        log(f"{name}: {data}, {len(items) * len(items[0].cases) if items else 0} cases")
         random_model = None if images is not None else shuffled_label_model(
             loaded.model, settings.label_steps, settings.label_scenes)
         label_check = (f"trained {settings.label_steps} steps on shuffled labels" if random_model is not None
                        else "skipped: needs the synthetic scenes and a model whose layers can be re-initialised")
-        result = run_benchmark(explainer, subjects, config, model_name=name, random_label_model=random_model,
+        result = run_benchmark(explainer, items, config, model_name=name, random_label_model=random_model,
                                examples=settings.examples, progress=progress)
         runs.append(ModelRun(name, loaded, result, data, label_check))
     write_outputs(out, runs, vars(settings), command, time.perf_counter() - start)

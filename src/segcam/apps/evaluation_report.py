@@ -209,9 +209,9 @@ def _verdict(layer: str, rho: float, passed: list[bool], noise: list[float]) -> 
 def _examples(path: Path, run: ModelRun) -> None:
     names = run.loaded.class_names
     rows = []
-    for subject, region, maps in run.result.examples:
-        rows.append(Row(subject.image, subject.predicted, region, {m: (v.cpu().numpy(), "") for m, v in maps.items()},
-                        title=subject.name, truth=subject.truth, evidence=subject.evidence_masks))
+    for item, region, maps in run.result.examples:
+        rows.append(Row(item.image, item.predicted, region, {m: (v.cpu().numpy(), "") for m, v in maps.items()},
+                        title=item.name, truth=item.truth, evidence=item.evidence_masks))
     n = len(names) if names else int(max(int(s.predicted.max()) for s, _, _ in run.result.examples)) + 1
     save_rows(path, rows, n, names)
 

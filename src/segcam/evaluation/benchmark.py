@@ -70,8 +70,8 @@ class BenchmarkConfig:
     """What the benchmark runs: ``candidates`` (``None``: :func:`candidates` of every method
     registered when the run starts) at ``layers`` (``None``: :func:`benchmark_layers`),
     a RISE reference of ``reference_masks`` masks, ``scoring``; the cascading randomisation on
-    the whole-class case of the first ``sanity_images`` images (RISE there with
-    ``sanity_rise_masks`` masks), grouped by ``granularity``."""
+    the whole-class case of the first ``sanity_images`` images (a method with an ``n_masks``
+    option, RISE, there with ``sanity_rise_masks`` masks), grouped by ``granularity``."""
 
     candidates: tuple[Candidate, ...] | None = None
     layers: tuple[str, ...] | None = None
@@ -133,7 +133,7 @@ def benchmark_layers(explainer: Explainer, image: Tensor) -> list[str]:
 
 def run_benchmark(
     explainer: Explainer,
-    subjects: Sequence[ImageCases],
+    items: Sequence[ImageCases],
     config: BenchmarkConfig = BenchmarkConfig(),
     *,
     model_name: str = "model",
@@ -141,14 +141,14 @@ def run_benchmark(
     examples: int = 3,
     progress: Progress | None = None,
 ) -> BenchmarkResult:
-    """Run ``config`` on ``subjects``; ``random_label_model`` (the same architecture trained on
+    """Run ``config`` on ``items``; ``random_label_model`` (the same architecture trained on
     shuffled labels) adds the label-randomisation check; ``progress(done, total, what)``."""
     if not isinstance(explainer, Explainer):
         raise SegcamError(f"explainer must be a segcam.Explainer, got {shown(explainer)}.")
     if not isinstance(config, BenchmarkConfig):
         raise SegcamError(f"config must be a BenchmarkConfig, got {shown(config)}.")
-    subjects = list(subjects)
-    if not subjects or not all(isinstance(s, ImageCases) for s in subjects):
+    items = list(items)
+    if not items or not all(isinstance(s, ImageCases) for s in items):
         raise SegcamError("run_benchmark needs at least one image with a case to explain; "
                           "check that the model predicts objects in the images given.")
     report = check_callable(progress, "progress") if progress is not None else (lambda *a: None)
@@ -156,47 +156,47 @@ def run_benchmark(
     examples = check_int(examples, "examples", low=0)
     if config.candidates is None:
         config = replace(config, candidates=tuple(candidates()))
-    layers = list(config.layers) if config.layers else benchmark_layers(explainer, subjects[0].image)
+    layers = list(config.layers) if config.layers else benchmark_layers(explainer, items[0].image)
     result = BenchmarkResult(layers=layers)
-    sanity_subjects = subjects[: config.sanity_images]
-    total = len(subjects) + len(sanity_subjects)
-    for done, subject in enumerate(subjects):
-        report(done, total, subject.name)
-        _run_subject(explainer, subject, config, layers, model_name, result, keep=done < examples)
-    for done, subject in enumerate(sanity_subjects, start=len(subjects)):
-        report(done, total, f"sanity checks, {subject.name}")
-        _run_sanity(explainer, subject, config, layers, model_name, random_label_model, result)
+    sanity_items = items[: config.sanity_images]
+    total = len(items) + len(sanity_items)
+    for done, item in enumerate(items):
+        report(done, total, item.name)
+        _run_image(explainer, item, config, layers, model_name, result, keep=done < examples)
+    for done, item in enumerate(sanity_items, start=len(items)):
+        report(done, total, f"sanity checks, {item.name}")
+        _run_sanity(explainer, item, config, layers, model_name, random_label_model, result)
     report(total, total, "done")
     return result
 
 
-def _run_subject(explainer: Explainer, subject: ImageCases, config: BenchmarkConfig, layers: list[str],
+def _run_image(explainer: Explainer, item: ImageCases, config: BenchmarkConfig, layers: list[str],
                  model_name: str, result: BenchmarkResult, keep: bool) -> None:
-    targets = [c.target for c in subject.cases]
-    reference = explainer.explain_many(subject.image, targets, method="rise", n_masks=config.reference_masks,
+    targets = [c.target for c in item.cases]
+    reference = explainer.explain_many(item.image, targets, method="rise", n_masks=config.reference_masks,
                                        seed=config.reference_seed)
     kept: dict[str, Tensor] = {}
     region = None
     for cand in config.candidates:
         at = [INPUT] if cand.on_input else layers
         start = time.perf_counter()
-        exps = explainer.explain_many(subject.image, targets, method=cand.method,
+        exps = explainer.explain_many(item.image, targets, method=cand.method,
                                       layer=None if cand.on_input else at, **cand.options)
         ms = 1000 * (time.perf_counter() - start) / (len(targets) * len(at))
-        for k, case in enumerate(subject.cases):
+        for k, case in enumerate(item.cases):
             for layer in at:
                 exp = exps[k] if cand.on_input else exps[k, layer]
-                row, curves = score_explanation(explainer.model, subject.image, exp, subject.predicted,
+                row, curves = score_explanation(explainer.model, item.image, exp, item.predicted,
                                                 evidence=case.evidence, rise_map=reference[k].map[0],
                                                 scoring=config.scoring)
-                key = {"model": model_name, "image": subject.name, "case": case.caption, "kind": case.kind,
+                key = {"model": model_name, "image": item.name, "case": case.caption, "kind": case.kind,
                        "cls": exp.cls, "method": cand.label, "layer": "input" if cand.on_input else layer}
                 result.rows.append({**key, "score": float(exp.score[0]), "ms": ms, **row})
                 result.curves += _curve_rows(key, curves)
                 if keep and case.kind == "object" and (cand.on_input or layer == layers[0]):
                     kept[cand.label], region = exp.map[0], exp.region[0]
     if keep and region is not None:
-        result.examples.append((subject, region, kept))
+        result.examples.append((item, region, kept))
 
 
 def _curve_rows(key: dict[str, Any], curves: Curves) -> list[dict[str, Any]]:
@@ -204,23 +204,23 @@ def _curve_rows(key: dict[str, Any], curves: Curves) -> list[dict[str, Any]]:
             for name, (xs, ys) in curves.items() for i, (x, y) in enumerate(zip(xs, ys))]
 
 
-def _run_sanity(explainer: Explainer, subject: ImageCases, config: BenchmarkConfig, layers: list[str],
+def _run_sanity(explainer: Explainer, item: ImageCases, config: BenchmarkConfig, layers: list[str],
                 model_name: str, random_model: nn.Module | None, result: BenchmarkResult) -> None:
-    case = next((c for c in subject.cases if c.kind == "class"), subject.cases[0])
+    case = next((c for c in item.cases if c.kind == "class"), item.cases[0])
     for cand in config.candidates:
-        options = {**cand.options, **({"n_masks": config.sanity_rise_masks} if cand.method == "rise" else {})}
+        options = {**cand.options, **({"n_masks": config.sanity_rise_masks} if "n_masks" in cand.options else {})}
         for layer in [None] if cand.on_input else layers:
             common = {"method": cand.method, "layer": layer, "options": options,
                       "layer_names": explainer.layer_names or None}
-            key = {"model": model_name, "image": subject.name, "case": case.caption, "method": cand.label,
+            key = {"model": model_name, "image": item.name, "case": case.caption, "method": cand.label,
                    "layer": "input" if layer is None else layer}
-            check = cascading_randomisation(explainer.model, subject.image, case.target,
+            check = cascading_randomisation(explainer.model, item.image, case.target,
                                             granularity=config.granularity, **common)
             result.sanity.append(check)
             result.sanity_rows += [{**r, **key, "test": "cascading", "passed": check.passed if r["telling"] else None,
                                     "verdict": check.verdict if r["telling"] else ""} for r in check.rows()]
             if random_model is not None:
-                labels = label_randomisation(explainer.model, random_model, subject.image, case.target, **common)
+                labels = label_randomisation(explainer.model, random_model, item.image, case.target, **common)
                 result.sanity_rows.append({**key, "test": "labels", "step": 1, "randomised": "all (shuffled labels)",
                                            "spearman": labels.spearman, "ssim": labels.ssim, "telling": True,
                                            "passed": labels.passed, "verdict": labels.verdict})

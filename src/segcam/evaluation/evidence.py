@@ -26,13 +26,11 @@ EVIDENCE_KEYS = ("object", "context", "bias", "distractors")
 def evidence_score(heatmap: Tensor | np.ndarray, evidence: Mapping[str, Any]) -> dict[str, float]:
     """``share_*``, ``uniform_*`` and ``lift_*`` for true (object + cue), object, context, bias
     and distractors.  An all-zero heatmap has no mass to place: its shares are NaN."""
-    h = torch.as_tensor(np.asarray(heatmap) if not isinstance(heatmap, Tensor) else heatmap, dtype=torch.float64)
+    h = _tensor(heatmap, torch.float64)
     missing = [k for k in EVIDENCE_KEYS if k not in evidence]
     if missing:
         raise SegcamError(f"evidence lacks {', '.join(missing)}; pass scene.evidence(k) or scene.class_evidence(c).")
-    masks = {k: torch.as_tensor(np.asarray(evidence[k]) if not isinstance(evidence[k], Tensor) else evidence[k],
-                                dtype=torch.bool) for k in EVIDENCE_KEYS}
-    masks = {k: m.to(h.device) for k, m in masks.items()}
+    masks = {k: _tensor(evidence[k], torch.bool).to(h.device) for k in EVIDENCE_KEYS}
     for name, m in masks.items():
         if m.shape != h.shape:
             raise SegcamError(f"evidence {name!r} has shape {tuple(m.shape)} but the heatmap {tuple(h.shape)}.")
@@ -54,9 +52,8 @@ def pointing_game(heatmap: Tensor | np.ndarray, evidence: Tensor | np.ndarray) -
     """Is the map's maximum on the evidence?  The share of the map's maximal pixels that lie in
     ``evidence`` (1 or 0 when the maximum is unique; a tie is split rather than decided by
     scan order).  An all-zero map points nowhere: 0."""
-    h = torch.as_tensor(np.asarray(heatmap) if not isinstance(heatmap, Tensor) else heatmap, dtype=torch.float64)
-    e = torch.as_tensor(np.asarray(evidence) if not isinstance(evidence, Tensor) else evidence, dtype=torch.bool)
-    e = e.to(h.device)
+    h = _tensor(heatmap, torch.float64)
+    e = _tensor(evidence, torch.bool).to(h.device)
     if e.shape != h.shape:
         raise SegcamError(f"evidence has shape {tuple(e.shape)} but the heatmap {tuple(h.shape)}; give masks of the map's shape.")
     if not bool(torch.isfinite(h).all()):
@@ -66,3 +63,8 @@ def pointing_game(heatmap: Tensor | np.ndarray, evidence: Tensor | np.ndarray) -
         return 0.0
     top = h == peak
     return float((top & e).sum()) / float(top.sum())
+
+
+def _tensor(value: Tensor | np.ndarray, dtype: torch.dtype) -> Tensor:
+    """A map or mask as a tensor of ``dtype`` (arrays converted, tensors kept on their device)."""
+    return torch.as_tensor(value if isinstance(value, Tensor) else np.asarray(value), dtype=dtype)
