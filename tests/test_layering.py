@@ -45,7 +45,7 @@ def layer_of(module: str) -> str:
         return "apps"
     if top in ("errors", "checks", "spatial"):
         return "foundation"
-    if top in ("explainer", "explanation"):
+    if top in ("explainer", "explanation", "linear"):
         return "engine"
     return top
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import (
     ImageError,
+    ImageTooLargeError,
     LayerError,
     LayerNotFoundError,
     MethodError,
@@ -31,6 +32,7 @@ from .errors import (
     SegcamError,
     SegcamWarning,
     TargetError,
+    TooLargeError,
     UnsafePickleError,
 )
 
@@ -46,6 +48,8 @@ _LAZY = {  # public name → module that defines it
     "Context": "segcam.core.context",
     "Target": "segcam.core.target",
     "LayerInfo": "segcam.core.layers",
+    "LinearMaps": "segcam.linear",
+    "linear_method": "segcam.linear",
     "METHODS": "segcam.methods",
     "Method": "segcam.methods",
     "CamMethod": "segcam.methods",
@@ -69,9 +73,11 @@ __all__ = [
     "Explanations",
     "Forward",
     "ImageError",
+    "ImageTooLargeError",
     "LayerError",
     "LayerInfo",
     "LayerNotFoundError",
+    "LinearMaps",
     "LoadedModel",
     "Method",
     "MethodError",
@@ -84,6 +90,7 @@ __all__ = [
     "SegmentationClassifier",
     "Target",
     "TargetError",
+    "TooLargeError",
     "UnsafePickleError",
     "__version__",
     "apps",
@@ -93,6 +100,7 @@ __all__ = [
     "evaluation",
     "explain",
     "interop",
+    "linear_method",
     "load_model",
     "methods",
     "models",

@@ -33,6 +33,15 @@ class ImageError(SegcamError):
     """An image has the wrong type, shape, size, channel count or non-finite values."""
 
 
+class TooLargeError(SegcamError):
+    """An input is over a size limit (an upload's bytes, an image's pixels); the message names the
+    limit and how to raise it.  A server answers it with HTTP 413."""
+
+
+class ImageTooLargeError(TooLargeError, ImageError):
+    """An image or volume has more pixels than ``max_pixels``, or is a decompression bomb."""
+
+
 class ModelError(SegcamError):
     """The model failed to run or returned something segcam cannot read as logits."""
 

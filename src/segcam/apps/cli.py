@@ -1,4 +1,4 @@
-"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train, evaluate.
+"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train, evaluate, serve.
 
 Method options are flags made from the methods themselves (:mod:`.method_flags`); errors print
 one line and exit with status 2.
@@ -22,6 +22,7 @@ from ..data import DEFAULT_MAX_PIXELS, load_image, load_mask
 from ..methods import METHODS
 from .evaluate import add_parser as add_evaluate_parser
 from .method_flags import add_method_flags, method_options
+from .web.command import add_parser as add_serve_parser
 
 
 def _ints(text: str, n: Sequence[int], what: str) -> tuple[int, ...]:
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(run=cmd_train)
 
     add_evaluate_parser(sub, _positive, DEFAULT_MAX_PIXELS)
+    add_serve_parser(sub)
     return parser
 
 

@@ -1,0 +1,63 @@
+"""``segcam serve``: its flags, and starting the server (FastAPI is imported only here)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ...errors import SegcamError
+from .config import MB, ModelSpec, WebConfig
+
+
+def _model(text: str) -> ModelSpec:
+    name, eq, spec = text.partition("=")
+    if eq and name and spec and ":" not in name and "/" not in name:
+        return ModelSpec(spec=spec, name=name)
+    return ModelSpec(spec=text)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the interactive web tool (pip install 'segcam[web]')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--model", action="append", type=_model, metavar="[NAME=]SPEC",
+                   help="a model to serve, as for `segcam explain --model` (repeat for several; default: default)")
+    p.add_argument("--weights", action="append", help="weights for the --model of the same position")
+    p.add_argument("--num-classes", type=int, help="number of classes for zoo/torchvision/factory models")
+    p.add_argument("--max-upload-mb", type=int, default=25, help="largest upload accepted (default 25 MB)")
+    p.add_argument("--max-pixels", type=int, help="largest image or volume accepted, in pixels (default 2**24)")
+    p.add_argument("--cache-mb", type=int, default=1024, help="memory for kept forward passes (default 1024 MB)")
+    p.add_argument("--allow-model-upload", action="store_true",
+                   help="let users upload .safetensors weights of a known architecture (never pickles)")
+    p.set_defaults(run=cmd_serve)
+
+
+def config_from(args: argparse.Namespace) -> WebConfig:
+    models = args.model or [ModelSpec()]
+    weights = args.weights or []
+    if len(weights) > len(models):
+        raise SegcamError(f"{len(weights)} --weights for {len(models)} --model; give one --weights after each "
+                          "--model that needs it.")
+    specs = tuple(ModelSpec(m.spec, weights[i] if i < len(weights) else None, args.num_classes, m.name)
+                  for i, m in enumerate(models))
+    extra = {"max_pixels": args.max_pixels} if args.max_pixels else {}
+    return WebConfig(models=specs, max_upload_bytes=args.max_upload_mb * MB, cache_bytes=args.cache_mb * MB,
+                     allow_model_upload=args.allow_model_upload, **extra)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import ServerThread, create_app
+    except ImportError as e:
+        raise SegcamError(f"segcam serve needs the web extra ({e.name} is missing): pip install 'segcam[web]'.") \
+            from None
+    if not 0 <= args.port <= 65535:
+        raise SegcamError(f"--port must be 0..65535, got {args.port}.")
+    app = create_app(config_from(args))
+    with ServerThread(app, args.host, args.port) as server:
+        print(f"segcam serve: open {server.url} (Ctrl+C stops the server)", flush=True)
+        try:
+            while server.thread.is_alive():
+                server.thread.join(0.5)
+        except KeyboardInterrupt:
+            print("segcam serve: stopped", flush=True)
+    return 0
