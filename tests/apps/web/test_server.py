@@ -280,3 +280,28 @@ def test_a_cancelled_job_stops(client, scene):
     status = ok(client.get(f"/api/sessions/{sid}/jobs/{job}"))
     assert status["state"] == "cancelled" and status["done"] < 20000 and "result" not in status
     error(client.get(f"/api/sessions/{sid}/jobs/j_unknown"), 404, "unknown job")
+
+
+# ---------------------------------------------------------------------- hover
+def test_hover_switches_to_the_precomputed_table_with_the_same_maps(client, scene, web_app):
+    sid, image = scene
+    body = {"cls": 1, "method": "seg-xres-cam", "options": {"window": 2, "pool": "mean"}, "hover": True}
+    first = ok(explain(client, sid, image, region={"kind": "pixel", "points": [[40, 20]]}, **body))
+    assert first["fast"] is False  # answered by a backward pass while the table is built
+    web_app.state.workbench.hover.wait()
+    for point in ([41, 22], [3, 60]):
+        fast = ok(explain(client, sid, image, region={"kind": "pixel", "points": [point]}, **body))
+        slow = ok(explain(client, sid, image, region={"kind": "pixel", "points": [point]}, **{**body, "hover": False}))
+        assert fast["fast"] and not slow["fast"]
+        assert int((heat(fast).int() - heat(slow).int()).abs().max()) <= 1  # float rounding only
+        assert fast["score"] == pytest.approx(slow["score"], rel=1e-5, abs=1e-4)
+        assert fast["command"] == slow["command"]
+
+
+def test_hover_with_a_non_linear_method_always_runs_a_backward_pass(client, scene, web_app):
+    sid, image = scene
+    body = {"cls": 1, "method": "seg-xres-cam", "options": {"pool": "max"}, "hover": True,
+            "region": {"kind": "pixel", "points": [[40, 20]]}}
+    ok(explain(client, sid, image, **body))
+    web_app.state.workbench.hover.wait()
+    assert ok(explain(client, sid, image, **body))["fast"] is False

@@ -35,6 +35,7 @@ class WebConfig:
     ``cache_bytes`` the memory of kept forward passes over all sessions (least recently used
     dropped first); ``max_sessions`` the sessions kept (oldest dropped); ``max_images`` and
     ``max_results`` what one session keeps; ``max_jobs`` long explanations running at once;
+    ``hover_bytes`` the largest precomputed table for maps that follow the cursor;
     ``work_limits`` the largest value of method options that set how much work one request may
     ask for (by option name, whatever the method: ``n_masks``, ``cells``, ``batch_size``).
     """
@@ -48,6 +49,7 @@ class WebConfig:
     max_results: int = 32
     max_jobs: int = 2
     allow_model_upload: bool = False
+    hover_bytes: int = 64 * MB  # largest precomputed hover table (see hover.py)
     extra_models: int = 4  # uploaded models kept at most (with --allow-model-upload)
     work_limits: Mapping[str, int] = field(default_factory=lambda: dict(WORK_LIMITS))
 
@@ -60,7 +62,7 @@ class WebConfig:
             raise SegcamError(f"two served models share a name ({names}); give each --model a distinct name "
                               "with NAME=SPEC.")
         for name in ("max_upload_bytes", "max_pixels", "cache_bytes", "max_sessions", "max_images",
-                     "max_results", "max_jobs", "extra_models"):
+                     "max_results", "max_jobs", "extra_models", "hover_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SegcamError(f"WebConfig.{name} must be a positive integer, got {value!r}.")

@@ -1,9 +1,9 @@
 """What the page draws: images, label maps and heatmaps as PNG bytes and compact byte strings.
 
 Tensors are turned into 8-bit pictures only here, at the edge of the server.  A heatmap goes
-out twice: as a coloured RGBA PNG (jet colours, alpha rising with the value) for drawing and as
-one byte per pixel (``round(255 · value)`` of the normalised map) so the page can show the value
-under the cursor.
+out as one byte per pixel (``round(255 · value)`` of the normalised map): the page colours it
+(jet, alpha rising with the value) and shows the value under the cursor — cheaper than a PNG,
+which costs as much as the backward pass itself on a small model.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ import io
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor
 
 from ...viz import class_colormap
-
-_JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-
 
 def png(array: np.ndarray) -> bytes:
     """PNG bytes of an 8-bit ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array."""
@@ -61,13 +57,14 @@ def labels_png(labels: Tensor, colors: list[str]) -> bytes:
     return png(table[labels.cpu().numpy()])
 
 
-def heat_png(values: Tensor) -> bytes:
-    """A map ``(H, W)`` in [0, 1] as RGBA: jet colours, alpha ``min(1, 0.25 + v)`` (transparent at 0)."""
-    idx = to_bytes(values).cpu().numpy()
-    alpha = np.where(idx > 0, np.minimum(255, 64 + idx.astype(np.int32)), 0).astype(np.uint8)
-    return png(np.concatenate([_JET[idx], alpha[..., None]], axis=-1))
-
-
 def encode_bytes(values: Tensor) -> str:
     """Base64 of the uint8 bytes of a map ``(H, W)`` in [0, 1], row-major."""
     return base64.b64encode(to_bytes(values).cpu().numpy().tobytes()).decode()
+
+
+def encode_labels(labels: Tensor) -> str | None:
+    """Base64 of a label map ``(H, W)``, one byte per pixel; ``None`` beyond 256 classes (the
+    page then reads the classes from the coloured label PNG)."""
+    if int(labels.max()) > 255:
+        return None
+    return base64.b64encode(labels.to(torch.uint8).cpu().numpy().tobytes()).decode()

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ... import Target, __version__, load_model
+from ... import LinearMaps, Target, __version__, load_model
 from ...core import INPUT, Forward, model_lock
 from ...data import SAMPLES, load_image
 from ...errors import ImageError, SegcamError, closest
 from ...methods import METHODS, create
 from . import pictures
 from .config import ModelSpec, WebConfig
+from .hover import HoverTables
 from .jobs import Job, JobRunner
 from .models import Served
 from .regions import Slice, flat_region, volume_region
@@ -99,6 +100,7 @@ class Workbench:
         self.samples = {p.stem: p for p in sorted(SAMPLES.glob("scene-*.png"))}  # the PNGs: commands repeat them
         self._defaults: dict[tuple[str, tuple[int, ...]], str] = {}
         self.runner = JobRunner(config.max_jobs)
+        self.hover = HoverTables(self.store.cache, config.hover_bytes)
         self._jobs_lock = threading.Lock()
         self._models_lock = threading.Lock()
 
@@ -213,13 +215,16 @@ class Workbench:
         names = served.class_names(fwd.logits.n_classes)
         colors = pictures.class_colors(len(names))
         return {"labels_png": pictures.data_url(pictures.labels_png(labels, colors)), "shape": list(labels.shape),
+                "labels": pictures.encode_labels(labels),
                 "classes": [{"index": i, "name": n, "pixels": c, "color": colors[i]}
                             for i, (n, c) in enumerate(zip(names, counts))]}
 
     def layers(self, session: str, image: str, model: str, view: dict[str, int] | None) -> dict[str, Any]:
         served = self.served(model)
         prepared = self.prepare(self.store.image(session, image), served, view)
-        readable = {module: name for name, module in served.explainer.layer_names.items()}
+        readable: dict[str, str] = {}
+        for name, module in served.explainer.layer_names.items():
+            readable[module] = f"{readable[module]} = {name}" if module in readable else name
         infos = [i for i in served.explainer.layers(prepared.x) if i.explainable]
         return {"default": self.layer_for(served, prepared.x, None, METHODS["seg-grad-cam"]),
                 "layers": [{"name": i.name, "readable": readable.get(i.name), "type": i.type,
@@ -228,7 +233,8 @@ class Workbench:
 
     # ------------------------------------------------------------------ explaining
     def explain(self, session: str, request: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
-        """One explanation of ``request`` (see the API): the map shown, its score and how to reproduce it."""
+        """One explanation of ``request`` (see the API): the map shown, its score and how to reproduce it.
+        A ``hover`` request of a linear method is answered from a precomputed table once one is built."""
         start = time.perf_counter()
         served = self.served(request["model"])
         picture = self.store.image(session, request["image"])
@@ -240,11 +246,22 @@ class Workbench:
         region = volume_region(spec, prepared.where, tuple(prepared.x.shape[1:])) if prepared.where \
             else flat_region(spec, tuple(prepared.x.shape[1:]))
         target = Target(request["cls"], region)
-        if method.gradients:
+        table = None
+        if request.get("hover") and not method.on_input:
+            key = self.hover.key((session, request["image"], served.name, prepared.view, layer), method)
+            table = self.hover.get(key, method, lambda: LinearMaps.build(
+                served.explainer, fwd, layer=layer, method=method, max_bytes=self.hover.max_bytes))
+        if table is not None:
+            exp = table.explain(target)
+        elif method.gradients:
             with model_lock(served.model):
                 exp = served.explainer.explain(fwd, target, method=method, layer=layer, progress=progress)
         else:  # forward passes only: guarded batch by batch, other requests go in between
             exp = served.explainer.explain(fwd, target, method=method, layer=layer, progress=progress)
+        return self._result(session, served, picture, prepared, request, exp, table is not None, start)
+
+    def _result(self, session: str, served: Served, picture: Picture, prepared: Prepared, request: dict[str, Any],
+                exp: Any, fast: bool, start: float) -> dict[str, Any]:
         full, mask = exp.map[0], exp.region[0]
         shown = prepared.where.take(full) if prepared.where else full
         command, python = commands(served, picture, request, exp, prepared.view)
@@ -252,11 +269,10 @@ class Workbench:
         rid = self.store.add_result(session, Result(served.name, prepared.x, full, mask, exp.cls, prepared.where,
                                                     prepared.shown, title, command, python))
         return {"result": rid, "shape": list(shown.shape), "heatmap": pictures.encode_bytes(shown),
-                "heatmap_png": pictures.data_url(pictures.heat_png(shown)),
                 "max": float(exp.raw.clamp(min=0).max()), "score": float(exp.score[0]),
                 "region_pixels": int(mask.sum()), "cls": exp.cls, "class_name": exp.class_name,
                 "layer": exp.layer, "method": exp.method, "options": exp.options,
-                "ms": round(1000 * (time.perf_counter() - start), 2), "fast": False,
+                "ms": round(1000 * (time.perf_counter() - start), 2), "fast": fast,
                 "command": command, "python": python}
 
     # ------------------------------------------------------------------ jobs
