@@ -4,7 +4,7 @@ paste them) and every `segcam` command line, in a scratch folder holding `scene.
 Two commands are parsed but not run, for time: `segcam train` (the default model takes 6 minutes
 and a family a minute or more; tests/apps/test_train.py, test_levels.py and test_cli.py train for
 a few steps instead) and `segcam evaluate` (10 minutes; tests/apps/test_evaluate.py runs
-`--quick` end to end).  Their outputs are made here so the commands that follow them can run.  The quick
+`--quick` end to end); `segcam serve` runs until stopped (tests/apps/web/ start it).  Their outputs are made here so the commands that follow them can run.  The quick
 start's install lines are what `.ci/run` runs, and this test checks that they agree.
 """
 
@@ -27,7 +27,7 @@ from segcam.models import save_weights, zoo
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
-SLOW = ("segcam train", "segcam evaluate")
+SLOW = ("segcam train", "segcam evaluate", "segcam serve")
 
 
 def blocks(language: str) -> list[str]:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ...viz import class_colormap
 
+
 def png(array: np.ndarray) -> bytes:
     """PNG bytes of an 8-bit ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array."""
     buffer = io.BytesIO()
