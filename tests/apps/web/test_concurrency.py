@@ -86,15 +86,27 @@ def test_sessions_do_not_see_each_others_images(small_cache_server):
         assert client.get(f"/api/sessions/{b}/results/{result}/heatmap.npy").status_code == 404
 
 
-def test_old_sessions_are_dropped_with_their_forward_passes():
+def test_old_sessions_are_dropped_with_their_pictures_and_forward_passes():
     app = create_app(WebConfig(max_sessions=2))
     bench = app.state.workbench
     sids = [bench.store.create().id for _ in range(3)]
     for sid in sids[1:]:
         info = bench.add_sample(sid, "scene-1")
         bench.predict(sid, info["image"], "default", None)
-    assert len(bench.store) == 2 and len(bench.store.cache) == 2
+    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.keys()} == set(sids[1:])
+    assert len(bench.store.cache) == 4  # a picture and a forward pass each
     bench.store.create()
-    assert len(bench.store) == 2 and len(bench.store.cache) == 1
+    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.keys()} == {sids[2]}
     with pytest.raises(Exception, match="unknown session"):
         bench.store.get(sids[0])
+
+
+def test_forward_passes_make_room_but_pictures_stay():
+    bench = create_app(WebConfig(cache_bytes=5 * 2**20)).state.workbench  # one forward pass (3.8 MB) fits
+    sid = bench.store.create().id
+    images = [bench.add_sample(sid, f"scene-{i}")["image"] for i in (1, 2, 3)]
+    for image in images * 2:
+        bench.predict(sid, image, "default", None)
+        assert bench.store.cache.nbytes <= 5 * 2**20
+    kinds = [k[-1] for k in bench.store.cache.keys()]
+    assert kinds.count("picture") == 3 and len(kinds) == 4 and bench.store.cache.evictions >= 5

@@ -20,13 +20,13 @@ from typing import Any
 
 from ... import LinearMaps, linear_method
 from ...errors import SegcamError
-from .sessions import ForwardCache
+from .sessions import ByteCache
 
 
 class HoverTables:
     """Linear tables by key; :meth:`get` returns one when ready, else starts building it."""
 
-    def __init__(self, cache: ForwardCache, max_bytes: int):
+    def __init__(self, cache: ByteCache, max_bytes: int):
         self.cache, self.max_bytes = cache, max_bytes
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segcam-hover")
         self._building: set[Hashable] = set()

@@ -1,9 +1,10 @@
 """Who has what on the server: sessions, their images and results, and the kept forward passes.
 
 A session is a random id; it owns at most ``max_images`` images and ``max_results`` results
-(oldest dropped first) and its jobs.  Forward passes (with their autograd graphs, so a new
-region costs one backward pass) live in one :class:`ForwardCache` shared by all sessions,
-bounded in bytes: the least recently used entries go first, and a session's entries go with it.
+(oldest dropped first) and its jobs.  Its pictures, results and forward passes (with their
+autograd graphs, so a new region costs one backward pass) live in one :class:`ByteCache` shared
+by all sessions, bounded in bytes: the least recently used entries go first, and a session's
+entries go with it.
 Every method takes the store's lock, so any number of request threads may call them.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...errors import SegcamError
+from ...errors import SegcamError, TooLargeError
 
 
 class NotFound(SegcamError):
@@ -49,8 +50,8 @@ class Picture:
 @dataclass
 class Session:
     id: str
-    images: OrderedDict[str, Picture] = field(default_factory=OrderedDict)
-    results: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    images: OrderedDict[str, None] = field(default_factory=OrderedDict)  # ids; the pictures are in the cache
+    results: OrderedDict[str, None] = field(default_factory=OrderedDict)
     jobs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
 
@@ -82,19 +83,26 @@ class SavedBytes:
         self._hooks.__exit__(*exc)
 
 
-class ForwardCache:
-    """Least-recently-used values bounded by their total bytes (``cap``); keys start with the session id."""
+class ByteCache:
+    """Least-recently-used values bounded by their total bytes (``cap``).
+
+    Keys are tuples starting with the session id (then the image id where there is one), so a
+    session's or an image's entries can be dropped together.  ``keep`` entries (the users'
+    pictures) are dropped only when nothing else is left to drop: forward passes and results can
+    be made again, an uploaded picture cannot.
+    """
 
     def __init__(self, cap: int):
         self.cap = cap
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[Any, int, bool]] = OrderedDict()
+        self._total = 0
         self._lock = threading.Lock()
         self.evictions = 0
 
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(size for _, size in self._items.values())
+            return self._total
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
@@ -104,24 +112,37 @@ class ForwardCache:
             self._items.move_to_end(key)
             return item[0]
 
-    def put(self, key: Hashable, value: Any, size: int) -> None:
-        """Keep ``value``; older entries are dropped until the total fits (a value larger than
-        the cap is not kept at all: the caller still has it for this request)."""
+    def put(self, key: Hashable, value: Any, size: int, keep: bool = False) -> bool:
+        """Keep ``value``, dropping the least recently used entries until the total fits: other
+        entries first, ``keep`` ones only for another ``keep`` one.  Whether ``value`` was kept
+        (a value that does not fit is not; the caller still has it for this request)."""
         with self._lock:
-            self._items.pop(key, None)
+            self._pop(key)
             if size > self.cap:
-                return
-            self._items[key] = (value, size)
-            total = sum(s for _, s in self._items.values())
-            while total > self.cap:
-                _, (_, dropped) = self._items.popitem(last=False)
-                total -= dropped
+                return False
+            self._items[key] = (value, size, keep)
+            self._total += size
+            while self._total > self.cap:
+                victim = next((k for k, item in self._items.items() if not item[2] and k != key), None)
+                if victim is None:  # only pictures left to drop: drop the oldest for a picture, else nothing
+                    victim = next(iter(self._items)) if keep else key
+                self._pop(victim)
                 self.evictions += 1
+            return key in self._items
 
     def drop(self, match: Callable[[Hashable], bool]) -> None:
         with self._lock:
             for key in [k for k in self._items if match(k)]:
-                del self._items[key]
+                self._pop(key)
+
+    def _pop(self, key: Hashable) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._total -= item[1]
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
 
     def __len__(self) -> int:
         with self._lock:
@@ -129,11 +150,16 @@ class ForwardCache:
 
 
 class SessionStore:
-    """Sessions by id, at most ``max_sessions`` (the least recently used dropped first)."""
+    """Sessions by id, at most ``max_sessions`` (the least recently used dropped first).
+
+    A session lists its images and results (at most ``max_images`` and ``max_results``, oldest
+    dropped first); the tensors themselves live in the shared :class:`ByteCache` beside the
+    forward passes, so everything the server keeps for its users stays within ``cache_bytes``.
+    """
 
     def __init__(self, max_sessions: int, max_images: int, max_results: int, cache_bytes: int):
         self.max_sessions, self.max_images, self.max_results = max_sessions, max_images, max_results
-        self.cache = ForwardCache(cache_bytes)
+        self.cache = ByteCache(cache_bytes)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -159,7 +185,11 @@ class SessionStore:
         with self._lock:
             session = self.get(session_id)
             image_id = new_id("i")
-            session.images[image_id] = picture
+            if not self.cache.put((session_id, image_id, "picture"), picture, picture.raw.nbytes, keep=True):
+                raise TooLargeError(f"{picture.name} needs {picture.raw.nbytes // 2**20} MB, more than this server "
+                                    f"keeps for all users ({self.cache.cap // 2**20} MB); upload a smaller image "
+                                    "or start the server with a larger --cache-mb.")
+            session.images[image_id] = None
             while len(session.images) > self.max_images:
                 old, _ = session.images.popitem(last=False)
                 self.cache.drop(lambda key, old=old: key[0] == session_id and key[1] == old)
@@ -167,27 +197,31 @@ class SessionStore:
 
     def image(self, session_id: str, image_id: str) -> Picture:
         with self._lock:
-            picture = self.get(session_id).images.get(image_id)
+            session = self.get(session_id)
+            picture = self.cache.get((session_id, image_id, "picture")) if image_id in session.images else None
             if picture is None:
-                raise NotFound(f"unknown image {image_id!r} in this session (each session keeps its last "
-                               f"{self.max_images}); upload it again.")
+                raise NotFound(f"unknown image {image_id!r} in this session (a session keeps its last "
+                               f"{self.max_images} images while the server's memory allows); upload it again.")
             return picture
 
-    def add_result(self, session_id: str, result: Any) -> str:
+    def add_result(self, session_id: str, result: Any, size: int) -> str:
         with self._lock:
             session = self.get(session_id)
             result_id = new_id("r")
-            session.results[result_id] = result
+            self.cache.put((session_id, result_id, "result"), result, size)
+            session.results[result_id] = None
             while len(session.results) > self.max_results:
-                session.results.popitem(last=False)
+                old, _ = session.results.popitem(last=False)
+                self.cache.drop(lambda key, old=old: key[0] == session_id and key[1] == old)
             return result_id
 
     def result(self, session_id: str, result_id: str) -> Any:
         with self._lock:
-            result = self.get(session_id).results.get(result_id)
+            session = self.get(session_id)
+            result = self.cache.get((session_id, result_id, "result")) if result_id in session.results else None
             if result is None:
-                raise NotFound(f"unknown result {result_id!r} in this session (each session keeps its last "
-                               f"{self.max_results}); explain again.")
+                raise NotFound(f"unknown result {result_id!r} in this session (a session keeps its last "
+                               f"{self.max_results} results while the server's memory allows); explain again.")
             return result
 
     def sessions(self) -> list[Session]:

@@ -266,8 +266,9 @@ class Workbench:
         shown = prepared.where.take(full) if prepared.where else full
         command, python = commands(served, picture, request, exp, prepared.view)
         title = f"{exp.method} · {exp.layer} · {exp.target.describe(served.explainer.class_names)}"
-        rid = self.store.add_result(session, Result(served.name, prepared.x, full, mask, exp.cls, prepared.where,
-                                                    prepared.shown, title, command, python))
+        kept = Result(served.name, prepared.x, full, mask, exp.cls, prepared.where, prepared.shown, title, command,
+                      python)
+        rid = self.store.add_result(session, kept, forward_bytes([prepared.x, full, mask, prepared.shown]))
         return {"result": rid, "shape": list(shown.shape), "heatmap": pictures.encode_bytes(shown),
                 "max": float(exp.raw.clamp(min=0).max()), "score": float(exp.score[0]),
                 "region_pixels": int(mask.sum()), "cls": exp.cls, "class_name": exp.class_name,
