@@ -93,10 +93,10 @@ def test_old_sessions_are_dropped_with_their_pictures_and_forward_passes():
     for sid in sids[1:]:
         info = bench.add_sample(sid, "scene-1")
         bench.predict(sid, info["image"], "default", None)
-    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.keys()} == set(sids[1:])
+    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.snapshot()} == set(sids[1:])
     assert len(bench.store.cache) == 4  # a picture and a forward pass each
     bench.store.create()
-    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.keys()} == {sids[2]}
+    assert len(bench.store) == 2 and {k[0] for k in bench.store.cache.snapshot()} == {sids[2]}
     with pytest.raises(Exception, match="unknown session"):
         bench.store.get(sids[0])
 
@@ -108,5 +108,5 @@ def test_forward_passes_make_room_but_pictures_stay():
     for image in images * 2:
         bench.predict(sid, image, "default", None)
         assert bench.store.cache.nbytes <= 5 * 2**20
-    kinds = [k[-1] for k in bench.store.cache.keys()]
+    kinds = [k[-1] for k in bench.store.cache.snapshot()]
     assert kinds.count("picture") == 3 and len(kinds) == 4 and bench.store.cache.evictions >= 5

@@ -140,7 +140,8 @@ class ByteCache:
         if item is not None:
             self._total -= item[1]
 
-    def keys(self) -> list[Hashable]:
+    def snapshot(self) -> list[Hashable]:
+        """The keys, least recently used first."""
         with self._lock:
             return list(self._items)
 
