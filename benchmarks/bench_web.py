@@ -64,7 +64,7 @@ def open_image(bench, model: str, size: int | None) -> tuple[str, str]:
 
 def clicks(bench, model: str, size: int | None, n: int, monitor: CpuMonitor) -> dict:
     sid, image = open_image(bench, model, size)
-    served = bench.models[model]
+    served = bench.served(model)
     prepared = bench.prepare(bench.store.image(sid, image), served, None)
     layer = bench.layer_for(served, prepared.x, None, METHODS["seg-grad-cam"])
     fwd = bench.forward(sid, image, served, prepared, layer)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from helpers import LinearSeg, assert_untouched, linear_seg, snapshot
 from torch import nn
 
 import segcam
+import segcam.linear
 from segcam import Target, regions
 from segcam.linear import LinearMaps, linear_method, table_bytes
 
@@ -280,3 +283,33 @@ def test_the_model_is_untouched(rng):
     maps = LinearMaps.build(ex, x, layer="features", method="seg-xres-cam", options={"pool": "mean"})
     maps.explain(Target(1, regions.box(0, 0, 2, 3)))
     assert_untouched(model, before)
+
+
+def test_other_requests_for_the_model_run_between_chunks(rng, monkeypatch):
+    """The build holds the model's lock one chunk at a time: another thread's explain (another
+    user's click) runs to its end between two chunks, and the table is the same."""
+    model = linear_seg()
+    x = torch.randn(1, 2, 4, 5, generator=rng)
+    ex = segcam.Explainer(model)
+    whole = LinearMaps.build(ex, x, layer="features")
+    target = Target(1, regions.box(0, 0, 2, 3))
+    alone = ex.explain(x, target, layer="features")
+    chunks: list[int] = []
+    clicks: list[segcam.Explanation] = []
+    tangents = segcam.linear._tangents
+
+    def click_then_tangents(method, a_map, idx):  # before each chunk: a click, then the chunk's tangents
+        if chunks:
+            click = threading.Thread(target=lambda: clicks.append(ex.explain(x, target, layer="features")))
+            click.start()
+            click.join(timeout=5)
+        chunks.append(len(idx))
+        return tangents(method, a_map, idx)
+
+    monkeypatch.setattr(segcam.linear, "batch_size_for", lambda image: 6)
+    monkeypatch.setattr(segcam.linear, "_tangents", click_then_tangents)
+    chunked = LinearMaps.build(ex, x, layer="features")
+    assert chunks == [6, 6, 6, 2] and len(clicks) == 3  # each click ended before the next chunk began
+    assert torch.equal(chunked.table, whole.table)
+    for click in clicks:
+        assert torch.equal(click.map, alone.map)

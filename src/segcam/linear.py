@@ -185,7 +185,8 @@ def _forward(explainer: Explainer, image: Any, layer: Any) -> tuple[Forward, str
 
 
 def _table(explainer: Explainer, fwd: Forward, name: str, method: Method, classes: tuple[int, ...]) -> Tensor:
-    """``P (classes, cells, pixels)``: the pushforward of every cell's tangent, chunk by chunk."""
+    """``P (classes, cells, pixels)``: the pushforward of every cell's tangent, chunk by chunk,
+    holding the model's lock for one chunk at a time."""
     act, layout = fwd.activations[name].detach(), fwd.layouts[name]
     a_map = layout.to_map(act).float()
     cells, pixels = math.prod(layout.grid), math.prod(fwd.spatial)
@@ -194,11 +195,12 @@ def _table(explainer: Explainer, fwd: Forward, name: str, method: Method, classe
     table = torch.empty((len(classes), cells, pixels), dtype=torch.float32, device=act.device)
     chunk = batch_size_for(fwd.image[0])
     pick = torch.tensor(classes, device=act.device)
-    with guarded(explainer.model), torch.no_grad():
+    with torch.no_grad():
         for lo in range(0, cells, chunk):
             idx = torch.arange(lo, min(cells, lo + chunk), device=act.device)
             tangents = _to_layer(_tangents(method, a_map, idx), layout).to(act.dtype)
-            out = push(tangents)  # (n, 1, n_classes, *S)
+            with guarded(explainer.model):  # per chunk: other requests for the model run in between
+                out = push(tangents)  # (n, 1, n_classes, *S)
             table[:, idx] = out[:, 0].index_select(1, pick).flatten(2).transpose(0, 1).float()
     if not bool(torch.isfinite(table).all()):
         raise ModelError(f"the model's derivatives from layer {name!r} are not finite (NaN or inf); "

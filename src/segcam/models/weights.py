@@ -43,6 +43,7 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "pretrained" / "default_unet.safetenso
 METADATA_KEY = "segcam"
 UNET_ARGS = {"in_channels": int, "num_classes": int, "width": int, "depth": int, "dims": int, "global_context": bool}
 FAMILY_ARGS = {"num_classes": int, "in_channels": int, "dims": int}
+UNET_MAX_DEPTH = 16  # each level halves the image; more levels only make a file hang its reader
 _SAVE_AGAIN = "save the file again with segcam.models.save_weights (the schema is in segcam.models.weights)"
 
 
@@ -68,6 +69,8 @@ def _schema_problem(meta: Any) -> str | None:
     for key, kind in allowed.items():
         if key in args and not (type(args[key]) is kind and (kind is bool or args[key] >= 1)):
             return f"{key!r} must be {'true or false' if kind is bool else 'a positive integer'}, got {args[key]!r}"
+    if "arch" in meta and args.get("depth", 1) > UNET_MAX_DEPTH:
+        return f"'depth' must be at most {UNET_MAX_DEPTH} (each level halves the image), got {args['depth']!r}"
     names = meta.get("class_names")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
                               or len(set(names)) != len(names) or len(names) != args["num_classes"]):
@@ -133,7 +136,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     try:
         meta = json.loads(header[METADATA_KEY])
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep
         raise ModelLoadError(f"segcam's metadata in {show_path(path)} is not valid JSON ({e}); "
                              f"{_SAVE_AGAIN}.") from None
     problem = _schema_problem(meta)

@@ -27,7 +27,7 @@ def ids():
     image = client.post(f"/api/sessions/{sid}/samples/scene-2").json()["image"]
     result = client.post(f"/api/sessions/{sid}/explain", json={"image": image, "cls": 0}).json()["result"]
     yield {"session": sid, "image": image, "result": result}
-    APP.state.workbench.cancel_all()
+    APP.state.workbench.close()
 
 
 @schema.parametrize()

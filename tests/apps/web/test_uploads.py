@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import struct
 import tempfile
@@ -19,7 +20,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from segcam import ImageError, ImageTooLargeError, ModelLoadError, SegcamError, TooLargeError, UnsafePickleError
-from segcam.apps.web.uploads import decode_upload, model_upload, sniff
+from segcam.apps.web.uploads import check_model_size, decode_upload, loading_model, model_upload, sniff
 from segcam.data import load_image
 from segcam.errors import TooLargeError as TooLarge
 from segcam.models import UNet, load_model, save_weights, zoo
@@ -191,8 +192,20 @@ def test_pickles_are_refused_before_they_touch_the_disk(tmp_path, make):
         pytest.fail("a pickle reached the block")
 
 
-@pytest.mark.parametrize("data", [b"short", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
-                                  (2**40).to_bytes(8, "little") + b"{}", (4).to_bytes(8, "little") + b"[1,2]"])
+def header_file(header: str, data: bytes = b"") -> bytes:
+    """A file laid out as safetensors: the 8-byte length of ``header``, ``header``, ``data``."""
+    return len(header).to_bytes(8, "little") + header.encode() + data
+
+
+@pytest.mark.parametrize("data", [
+    b"short", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+    (2**40).to_bytes(8, "little") + b"{}", (4).to_bytes(8, "little") + b"[1,2]",
+    header_file("[" * 100_000 + "]" * 100_000),  # JSON nested too deep for Python's parser
+    header_file('{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', bytes(8)),  # past the end
+    header_file('{"w": {"dtype": "F32", "shape": "4", "data_offsets": [0, 4]}}', bytes(4)),
+    header_file('{"w": [0, 4]}', bytes(4)),
+    b"\x80\x00" + bytes(40),  # starts with 0x80 but is neither a pickle nor safetensors
+])
 def test_other_files_are_not_safetensors(data):
     with pytest.raises(ModelLoadError, match=r"'m.safetensors' is not a .safetensors file.*save_weights"), model_upload("m.safetensors", data, 2**20):
         pytest.fail("a broken file reached the block")
@@ -203,3 +216,107 @@ def test_model_uploads_have_a_size_limit(tmp_path):
     data = (tmp_path / "w.safetensors").read_bytes()
     with pytest.raises(TooLargeError, match=r"limit of 1,000 bytes \(0.000954 MB\); upload a smaller file, or "), model_upload("w.safetensors", data, 1000):
         pytest.fail("an oversized file reached the block")
+
+
+def test_a_safetensors_header_of_128_bytes_is_not_taken_for_a_pickle(tmp_path):
+    # the length 128 is written 0x80 0x00 …, as a pickle starts with 0x80 and its protocol
+    name = next(n for n in ("w" * k for k in range(1, 100))
+                if len(json.dumps({n: {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+                                  separators=(",", ":"))) in range(121, 129))
+    save_file({name: torch.arange(2.0)}, str(tmp_path / "w.safetensors"))
+    data = (tmp_path / "w.safetensors").read_bytes()
+    assert data[:8] == b"\x80" + bytes(7)
+    with model_upload("w.safetensors", data, 2**20) as path:
+        assert path.read_bytes() == data
+
+
+def saved(tmp_path, arch: dict | None = None, meta: dict | None = None, **kwargs) -> tuple[str, bytes]:
+    """A small U-Net's weights (``UNet(3, 4, width=4, depth=2)``), with segcam metadata ``{"arch": arch}``
+    or ``meta`` written as it is (so it may break the schema), as ``(filename, bytes)``."""
+    meta = {"arch": arch} if arch is not None else meta
+    save_file(small_unet().state_dict(), str(tmp_path / "w.safetensors"),
+              metadata=None if meta is None else {"segcam": json.dumps(meta)})
+    return "evil.safetensors", (tmp_path / "w.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("arch, message", [
+    ({"num_classes": 2, "width": 1_000_000, "depth": 1}, r"'evil.safetensors' holds 30.2 KiB of weights \(as float32\), "
+     r"but the model its metadata describes needs 373,840,568.5 MiB; .*Check the metadata"),
+    ({"num_classes": 4, "width": 64, "depth": 2}, r"needs 7.1 MiB"),  # 240× the file: refused, not built
+    ({"num_classes": 10**30, "width": 4, "depth": 2}, "building it on torch's meta device failed.*Overflow"),
+    ({"num_classes": 4, "width": 4, "depth": 1_000_000}, r"'depth' must be at most 16.*got 1000000"),
+])
+def test_metadata_describing_a_huge_model_is_refused_before_it_is_built(tmp_path, arch, message):
+    filename, data = saved(tmp_path, arch)
+    with model_upload(filename, data, 2**20) as path:
+        start = time.perf_counter()
+        with pytest.raises(ModelLoadError, match=message) as error:
+            check_model_size(path, None, None, filename)
+        assert time.perf_counter() - start < 1
+    assert "'evil.safetensors'" in str(error.value) and str(path.parent) not in str(error.value)
+
+
+def test_a_family_with_a_huge_class_count_is_refused(tmp_path):
+    save_file(zoo.build("unet", 4).state_dict(), str(tmp_path / "plain.safetensors"))
+    with model_upload("plain.safetensors", (tmp_path / "plain.safetensors").read_bytes(), 2**23) as path:
+        with pytest.raises(ModelLoadError, match=r"'plain.safetensors' holds 1.9 MiB .* but the zoo model 'unet' "
+                                                 r"needs .* family and num_classes"):
+            check_model_size(path, "unet", 10**7, "plain.safetensors")
+        with pytest.raises(ModelLoadError, match="unknown model family 'unett'"):
+            check_model_size(path, "unett", None, "plain.safetensors")
+
+
+def test_files_that_fit_their_model_pass_and_load(tmp_path):
+    original = small_unet()
+    save_weights(original, tmp_path / "w.safetensors", {"arch": {"num_classes": 4, "width": 4, "depth": 2}})
+    with model_upload("w.safetensors", (tmp_path / "w.safetensors").read_bytes(), 2**20) as path:
+        check_model_size(path, None, None, "w.safetensors")
+        with loading_model("w.safetensors", path):
+            loaded = load_model(path)
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(loaded.model(x), original(x))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in zoo.build("unet", 4).state_dict().items()}
+    save_file(half, str(tmp_path / "half.safetensors"))  # float16: half the bytes, as many weights
+    with model_upload("half.safetensors", (tmp_path / "half.safetensors").read_bytes(), 2**23) as path:
+        for family, classes in (("unet", None), ("unet", 4)):
+            check_model_size(path, family, classes, "half.safetensors")
+        with loading_model("half.safetensors", path):
+            assert load_model("zoo:unet", weights=path).model.head.out_channels == 4
+
+
+def test_plain_weights_without_a_family_are_left_to_the_load(tmp_path):
+    filename, data = saved(tmp_path)
+    with model_upload(filename, data, 2**20) as path:
+        check_model_size(path, None, None, filename)
+        with pytest.raises(ModelLoadError, match=r"'evil.safetensors' holds only weights.*weights='evil.safetensors'\)") as error, \
+                loading_model(filename, path):
+            load_model(path)
+    assert "segcam-model" not in str(error.value)
+
+
+def test_weights_that_do_not_fit_their_metadata_name_the_upload(tmp_path):
+    filename, data = saved(tmp_path, {"num_classes": 4, "width": 8, "depth": 2})
+    with model_upload(filename, data, 2**20) as path:
+        check_model_size(path, None, None, filename)  # a few kB more than the file: within the margin
+        with pytest.raises(ModelLoadError, match=r"the weights in 'evil.safetensors' do not fit the UNet its metadata "
+                                                 r"describes: .*other shapes") as error, loading_model(filename, path):
+            load_model(path)
+    assert "segcam-model" not in str(error.value) and str(tempfile.gettempdir()) not in str(error.value)
+
+
+@pytest.mark.parametrize("raised, message", [
+    (RuntimeError("size mismatch in {path}"), r"cannot load the model in 'm.safetensors' \(RuntimeError: size "
+     r"mismatch in 'm.safetensors'\); check that it was saved with segcam.models.save_weights"),
+    (KeyError("stem.0.weight"), r"\(KeyError: 'stem.0.weight'\)"),
+    (TypeError("bad"), r"\(TypeError: bad\)"),
+    (MemoryError(), "'m.safetensors' needs more memory than the server has"),
+    (SegcamError("model family 'unet' is 2-D, not 3-D"), "cannot load the model in 'm.safetensors': model family"),
+    (UnsafePickleError("{path} is a pickle"), "^'m.safetensors' is a pickle$"),
+])
+def test_any_failure_while_loading_is_a_model_load_error_naming_the_upload(tmp_path, raised, message):
+    path = tmp_path / "segcam-model-x" / "model.safetensors"
+    raised.args = tuple(a.format(path=path) if isinstance(a, str) else a for a in raised.args)
+    with pytest.raises(ModelLoadError, match=message) as error, loading_model("m.safetensors", path):
+        raise raised
+    assert type(error.value) is (UnsafePickleError if isinstance(raised, UnsafePickleError) else ModelLoadError)
+    assert "segcam-model-x" not in str(error.value)

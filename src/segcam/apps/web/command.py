@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="number of classes for zoo/torchvision/factory models")
     p.add_argument("--max-upload-mb", type=int, default=25, help="largest upload accepted (default 25 MB)")
     p.add_argument("--max-pixels", type=int, help="largest image or volume accepted, in pixels (default 2**24)")
+    p.add_argument("--max-model-pixels", type=int, help="largest input a model is asked to explain, in pixels "
+                   "after its preprocessing (default 2**21)")
     p.add_argument("--cache-mb", type=int, default=1024, help="memory for kept forward passes (default 1024 MB)")
     p.add_argument("--allow-model-upload", action="store_true",
                    help="let users upload .safetensors weights of a known architecture (never pickles)")
@@ -39,9 +41,17 @@ def config_from(args: argparse.Namespace) -> WebConfig:
                           "--model that needs it.")
     specs = tuple(ModelSpec(m.spec, weights[i] if i < len(weights) else None, args.num_classes, m.name)
                   for i, m in enumerate(models))
-    extra = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    return WebConfig(models=specs, max_upload_bytes=args.max_upload_mb * MB, cache_bytes=args.cache_mb * MB,
-                     allow_model_upload=args.allow_model_upload, **extra)
+    extra = {k: v for k, v in (("max_pixels", args.max_pixels), ("max_model_pixels", args.max_model_pixels)) if v}
+    try:
+        return WebConfig(models=specs, max_upload_bytes=args.max_upload_mb * MB, cache_bytes=args.cache_mb * MB,
+                         allow_model_upload=args.allow_model_upload, **extra)
+    except SegcamError as e:  # name the flag, not the field
+        flags = {"max_upload_bytes": "--max-upload-mb", "cache_bytes": "--cache-mb", "max_pixels": "--max-pixels",
+                 "max_model_pixels": "--max-model-pixels"}
+        text = str(e)
+        for field, flag in flags.items():
+            text = text.replace(f"WebConfig.{field}", flag)
+        raise SegcamError(text) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ class WebConfig:
 
     ``max_upload_bytes`` caps a request body (uploads: 25 MB); ``max_pixels`` the spatial size of
     an uploaded image or volume, read from its header before anything is decoded;
+    ``max_model_pixels`` that of what a model is asked to explain (after its preprocessing);
     ``cache_bytes`` the memory of kept forward passes over all sessions (least recently used
     dropped first); ``max_sessions`` the sessions kept (oldest dropped); ``max_images`` and
     ``max_results`` what one session keeps; ``max_jobs`` long explanations running at once;
@@ -43,6 +44,7 @@ class WebConfig:
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     max_upload_bytes: int = 25 * MB
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_model_pixels: int = 2**21  # what one model input may hold (e.g. 1448², or 128³)
     cache_bytes: int = 1024 * MB
     max_sessions: int = 64
     max_images: int = 8
@@ -61,8 +63,8 @@ class WebConfig:
         if len(set(names)) != len(names):
             raise SegcamError(f"two served models share a name ({names}); give each --model a distinct name "
                               "with NAME=SPEC.")
-        for name in ("max_upload_bytes", "max_pixels", "cache_bytes", "max_sessions", "max_images",
-                     "max_results", "max_jobs", "extra_models", "hover_bytes"):
+        for name in ("max_upload_bytes", "max_pixels", "max_model_pixels", "cache_bytes", "max_sessions",
+                     "max_images", "max_results", "max_jobs", "extra_models", "hover_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SegcamError(f"WebConfig.{name} must be a positive integer, got {value!r}.")

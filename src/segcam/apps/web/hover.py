@@ -22,6 +22,8 @@ from ... import LinearMaps, linear_method
 from ...errors import SegcamError
 from .sessions import ByteCache
 
+MAX_REFUSED = 4096  # keys remembered as not worth building (then forgotten all at once)
+
 
 class HoverTables:
     """Linear tables by key; :meth:`get` returns one when ready, else starts building it."""
@@ -48,6 +50,8 @@ class HoverTables:
         with self._lock:
             if key in self._building or key in self._refused:
                 return None
+            if len(self._refused) > MAX_REFUSED:
+                self._refused.clear()
             self._building.add(key)
         self._pool.submit(self._build, key, build)
         return None
@@ -55,15 +59,17 @@ class HoverTables:
     def _build(self, key: tuple, build: Callable[[], LinearMaps]) -> None:
         try:
             table = build()
+            kept = self.cache.put(key, table, table.nbytes)
         except SegcamError:  # too large, or a model forward-mode derivatives cannot go through
-            with self._lock:
+            kept = False
+        with self._lock:
+            self._building.discard(key)
+            if not kept:  # never built again for this key (until the server restarts)
                 self._refused.add(key)
-            return
-        finally:
-            with self._lock:
-                self._building.discard(key)
-        self.cache.put(key, table, table.nbytes)
 
     def wait(self) -> None:
         """Block until the builds started so far are done (for tests and benchmarks)."""
         self._pool.submit(lambda: None).result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

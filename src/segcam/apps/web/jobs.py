@@ -21,6 +21,10 @@ class Cancelled(SegcamError):
     """The user cancelled the job."""
 
 
+class TooMany(SegcamError):
+    """Too many jobs (or uploaded models) at once (HTTP 429)."""
+
+
 class Job:
     """One background explanation: ``state`` is queued, running, done, cancelled or error."""
 

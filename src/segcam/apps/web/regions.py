@@ -20,7 +20,7 @@ from ... import regions
 from ...errors import RegionError
 
 TOOLS = ("pixel", "box", "polygon", "brush", "object", "class", "all")
-MAX_POINTS = 4096
+MAX_POINTS = 256  # vertices of a polygon or points of a brush stroke
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,20 @@ def _points(spec: dict[str, Any], shape: tuple[int, int], low: int, high: int | 
 
 
 def _brush(points: list[tuple[int, int]], radius: int, shape: tuple[int, int]) -> Tensor:
-    """Discs of ``radius`` along the stroke's segments."""
-    yy = torch.arange(shape[0]).view(-1, 1).float()
-    xx = torch.arange(shape[1]).view(1, -1).float()
+    """Discs of ``radius`` along the stroke's segments (each drawn within its bounding box)."""
     out = torch.zeros(shape, dtype=torch.bool)
     ends = list(itertools.pairwise(points)) or [(points[0], points[0])]
     for (y0, x0), (y1, x1) in ends:
+        top, bottom = max(0, min(y0, y1) - radius), min(shape[0], max(y0, y1) + radius + 1)
+        left, right = max(0, min(x0, x1) - radius), min(shape[1], max(x0, x1) + radius + 1)
+        yy = torch.arange(top, bottom).view(-1, 1).float()
+        xx = torch.arange(left, right).view(1, -1).float()
         dy, dx = y1 - y0, x1 - x0
         length2 = float(dy * dy + dx * dx)
         t = ((yy - y0) * dy + (xx - x0) * dx) / length2 if length2 else torch.zeros_like(yy + xx)
         t = t.clamp(0, 1)
         dist2 = (yy - (y0 + t * dy)) ** 2 + (xx - (x0 + t * dx)) ** 2
-        out |= dist2 <= radius * radius
+        out[top:bottom, left:right] |= dist2 <= radius * radius
     return out
 
 
@@ -106,5 +108,10 @@ def volume_region(spec: dict[str, Any], where: Slice, volume: tuple[int, int, in
         return regions.pixel(*where.insert(_points(spec, shape, 1, 1)[0]))  # type: ignore[arg-type]
     if kind == "object":
         return regions.instance(*where.insert(_points(spec, shape, 1, 1)[0]))  # type: ignore[arg-type]
+    if kind == "box":  # one slice thick
+        (y0, x0), (y1, x1) = _points(spec, shape, 2, 2)
+        lo = where.insert((min(y0, y1), min(x0, x1)))
+        hi = tuple(c + 1 for c in where.insert((max(y0, y1), max(x0, x1))))
+        return regions.box(*lo, *hi)
     ctx = regions.RegionContext(shape, 1, torch.device("cpu"), 0, lambda: torch.zeros((1, *shape), dtype=torch.long))
     return regions.mask(where.embed(flat.resolve(ctx)[0], volume))

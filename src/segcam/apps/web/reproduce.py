@@ -1,9 +1,11 @@
 """The ``segcam explain`` command and the Python snippet that reproduce what the page shows.
 
 Both are built from the explanation itself (its method options with their defaults filled in,
-its module layer, its resolved region), so they repeat the view exactly.  A region drawn with
-the brush (or any shape on a volume's slice that is not a point or a box) has no command-line
-form: it is saved by the page as ``region.npy`` and passed with ``--mask``.
+its module layer, the region drawn), so they repeat the view exactly.  A region drawn with the
+brush (or a polygon on a volume's slice) has no command-line form: the page offers it as
+``region.npy``, passed with ``--mask``; a volume's slice explained by a 2-D model is offered as
+``image.npy``.  Uploaded models, and zoo models served without weights, are named by their spec:
+the command repeats the view only where that spec loads the same weights.
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from ...data import SAMPLES
 from .config import ModelSpec
 
 
-def _image_path(name: str, view: tuple[int, int] | None, sliced: bool) -> str:
-    if (SAMPLES / name).exists():
-        return str(SAMPLES / name)
-    if view is not None and sliced:  # a 2-D model on one slice of a volume
-        return f"{name.split('.')[0]}-axis{view[0]}-slice{view[1]}.npy"
-    return name
+def _image_path(picture: Any, sliced: bool) -> str:
+    if picture.sample:
+        return str(SAMPLES / picture.name)
+    return "image.npy" if sliced else picture.name  # a volume's slice: the page's image.npy download
 
 
 def _region_flags(region: regions.Region) -> list[str]:
@@ -60,13 +60,14 @@ def _region_code(region: regions.Region) -> str:
     return f"segcam.regions.{region!r}"
 
 
-def commands(served: Any, picture: Any, request: dict[str, Any], exp: Any, view: tuple[int, int] | None
+def commands(served: Any, picture: Any, exp: Any, region: regions.Region, view: tuple[int, int] | None
              ) -> tuple[str, str]:
-    """``(command, python)`` reproducing explanation ``exp`` of ``picture`` by ``served``."""
-    image = _image_path(picture.name, view, picture.dims == 3 and served.dims == 2)
+    """``(command, python)`` reproducing explanation ``exp`` of ``picture`` by ``served`` for the
+    ``region`` drawn (``view``: the slice shown of a volume)."""
+    image = _image_path(picture, view is not None and served.dims == 2)
     options = {k: v for k, v in exp.options.items() if v is not None}
     words = ["segcam", "explain", image, *_model_flags(served.spec), "--class", str(exp.cls),
-             *_region_flags(exp.target.region), "--method", exp.method]
+             *_region_flags(region), "--method", exp.method]
     for key, value in options.items():
         words += ["--" + key.replace("_", "-"), _option_text(value)]
     if exp.layer != INPUT:
@@ -85,7 +86,7 @@ def commands(served: Any, picture: Any, request: dict[str, Any], exp: Any, view:
         f"loaded = segcam.load_model({', '.join(load)})",
         "explainer = segcam.Explainer.from_loaded(loaded)",
         f"image = loaded.preprocess(segcam.data.load_image({image!r}))",
-        f"target = segcam.Target({exp.cls}, {_region_code(exp.target.region)})",
+        f"target = segcam.Target({exp.cls}, {_region_code(region)})",
         f"exp = explainer.explain(image, target, method={exp.method!r}{layer}{keywords})",
         'np.save("heatmap.npy", exp.heatmap)',
     ])

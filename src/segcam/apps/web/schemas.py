@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from .regions import MAX_POINTS
 
@@ -39,7 +39,7 @@ class ImageRequest(Strict):
 
 
 class ExplainRequest(ImageRequest):
-    cls: int | str = Field(description="class index or name")
+    cls: StrictInt | Annotated[str, Field(min_length=1, max_length=200)] = Field(description="class index or name")
     region: RegionSpec = Field(default_factory=lambda: RegionSpec(kind="all"))
     layer: str | None = Field(None, max_length=500)
     method: str = Field("seg-grad-cam", min_length=1, max_length=100)

@@ -23,11 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ... import __version__
 from ...errors import SegcamError, TooLargeError
 from .config import WebConfig
+from .jobs import TooMany
 from .models import Served
 from .schemas import ExplainRequest, ImageRequest, MaskingRequest, View, view_dict
 from .sessions import NotFound
 from .uploads import decode_upload
-from .workbench import Downloads, TooMany, Workbench
+from .workbench import Workbench
 
 STATIC = Path(__file__).parent / "static"
 Axis = Annotated[int, Query(ge=0, le=2, description="axis of the volume's slices (0, 1, 2 of D, H, W)")]
@@ -49,12 +50,56 @@ def _status(error: SegcamError) -> int:
     return next((code for cls, code in STATUS.items() if isinstance(error, cls)), 422)
 
 
-async def _read_upload(file: UploadFile, limit: int) -> bytes:
-    data = await file.read(limit + 1)
+def _megabytes(limit: int) -> str:
+    return f"{limit / 2**20:.3g} MB"
+
+
+def _read_upload(file: UploadFile, limit: int) -> bytes:
+    data = file.file.read(limit + 1)
     if len(data) > limit:
-        raise TooLargeError(f"the file is larger than the server's upload limit of {limit // 2**20} MB; upload a smaller "
-                       "file or start the server with a larger --max-upload-mb.")
+        raise TooLargeError(f"the file is larger than the server's upload limit of {_megabytes(limit)}; upload a "
+                            "smaller file or start the server with a larger --max-upload-mb.")
     return data
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with a JSON 413, by their Content-Length or, for
+    chunked bodies, as soon as the bytes received pass the limit (before they are all read)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        message = (f"the request is larger than the server's upload limit of {_megabytes(self.limit - 2**16)}; "
+                   "send a smaller file or start the server with a larger --max-upload-mb.")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await error_response(413, "TooLargeError", message)(scope, receive, send)
+            return
+        seen, refused = 0, False
+
+        async def limited() -> dict:
+            nonlocal seen, refused
+            event = await receive()
+            seen += len(event.get("body", b""))
+            if seen > self.limit:
+                refused = True
+                raise TooLargeError(message)
+            return event
+
+        async def replying(event: dict) -> None:  # once refused, the app's own reply is replaced by a 413
+            if not refused:
+                await send(event)
+            elif event["type"] == "http.response.start":
+                await error_response(413, "TooLargeError", message)(scope, receive, send)
+
+        try:
+            await self.app(scope, limited, replying)
+        except TooLargeError:  # raised while a body was read outside the routes' error handlers
+            await error_response(413, "TooLargeError", message)(scope, receive, send)
 
 
 def create_app(config: WebConfig | None = None, models: dict[str, Served] | None = None) -> FastAPI:
@@ -65,6 +110,7 @@ def create_app(config: WebConfig | None = None, models: dict[str, Served] | None
     bench = Workbench(config, models)
     app = FastAPI(title="segcam", version=__version__, description="Explain a segmentation model, interactively.")
     app.state.workbench = bench
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes + 2**16)  # room for the form around a file
 
     @app.exception_handler(SegcamError)
     async def segcam_error(request: Request, error: SegcamError) -> JSONResponse:
@@ -79,14 +125,6 @@ def create_app(config: WebConfig | None = None, models: dict[str, Served] | None
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, "HTTPError", str(error.detail))
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_upload_bytes + 2**16):
-            return error_response(413, "TooLargeError", f"the request is larger than the upload limit of "
-                                  f"{config.max_upload_bytes // 2**20} MB; send a smaller file.")
-        return await call_next(request)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -103,9 +141,9 @@ def create_app(config: WebConfig | None = None, models: dict[str, Served] | None
         return {"session": bench.store.create().id}
 
     @app.post("/api/sessions/{session}/images")
-    async def upload(session: str, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+    def upload(session: str, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         bench.store.get(session)
-        data = await _read_upload(file, config.max_upload_bytes)
+        data = _read_upload(file, config.max_upload_bytes)
         raw = decode_upload(file.filename or "upload", data, max_bytes=config.max_upload_bytes,
                             max_pixels=config.max_pixels)
         return bench.add_picture(session, file.filename or "upload", raw)
@@ -158,13 +196,13 @@ def create_app(config: WebConfig | None = None, models: dict[str, Served] | None
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{kind}"'})
 
     @app.post("/api/models")
-    async def upload_model(file: Annotated[UploadFile, File()], family: Annotated[str | None, Form()] = None,
+    def upload_model(file: Annotated[UploadFile, File()], family: Annotated[str | None, Form()] = None,
                            num_classes: Annotated[int | None, Form(ge=1, le=10_000)] = None,
                            name: Annotated[str | None, Form(max_length=64)] = None) -> dict[str, Any]:
         if not config.allow_model_upload:
             raise Forbidden("model upload is switched off; start the server with --allow-model-upload "
                             "(safetensors files only) or serve the model with --model.")
-        data = await _read_upload(file, config.max_upload_bytes)
+        data = _read_upload(file, config.max_upload_bytes)
         return bench.add_model(file.filename or "model.safetensors", data, family, num_classes, name)
 
     return app
@@ -199,7 +237,7 @@ class ServerThread:
     def stop(self) -> None:
         workbench = getattr(self.server.config.app.state, "workbench", None)
         if workbench is not None:
-            workbench.cancel_all()
+            workbench.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
@@ -210,4 +248,4 @@ class ServerThread:
         self.stop()
 
 
-__all__ = ["Downloads", "ServerThread", "create_app"]
+__all__ = ["ServerThread", "create_app"]

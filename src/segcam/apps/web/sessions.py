@@ -37,6 +37,7 @@ class Picture:
 
     name: str
     raw: Tensor
+    sample: bool = False  # a bundled sample (its file ships with segcam)
 
     @property
     def dims(self) -> int:
@@ -55,13 +56,16 @@ class Session:
     jobs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
 
-def forward_bytes(tensors: list[Tensor]) -> int:
-    """Bytes held by ``tensors``, each storage counted once."""
+def forward_bytes(tensors: list[Tensor], exclude: list[Tensor] = ()) -> int:
+    """Bytes held by ``tensors``, each storage counted once, leaving out the storages of
+    ``exclude`` (a model's weights, which autograd saves but the model holds anyway)."""
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen: dict[int, int] = {}
     for t in tensors:
         if isinstance(t, Tensor) and t.device.type != "meta":
             storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
+            if storage.data_ptr() not in skip:
+                seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values())
 
 
@@ -169,8 +173,10 @@ class SessionStore:
             session = Session(new_id("s"))
             self._sessions[session.id] = session
             while len(self._sessions) > self.max_sessions:
-                old, _ = self._sessions.popitem(last=False)
+                old, dropped = self._sessions.popitem(last=False)
                 self.cache.drop(lambda key, old=old: key[0] == old)
+                for job in dropped.jobs.values():  # nobody can read their results any more
+                    job.cancel()
             return session
 
     def get(self, session_id: str) -> Session:

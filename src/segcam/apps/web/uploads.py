@@ -9,12 +9,22 @@ file's header before decoding: :class:`~segcam.errors.ImageTooLargeError`, also 
 file is deleted whatever happens.  Error messages name the upload, not the temporary file.
 
 Model uploads (``segcam serve --allow-model-upload``) are ``.safetensors`` files only: tensors
-and a JSON header, never a pickle, which could run code on the server.
+and a JSON header, never a pickle, which could run code on the server.  Before the model is
+built for real, :func:`check_model_size` builds it on torch's meta device (no memory) and
+refuses a file whose metadata describes a model much larger than the tensors it holds; and
+:func:`loading_model` turns any failure of the load into a :class:`~segcam.errors.ModelLoadError`
+that names the upload:
+
+>>> with model_upload(name, data, limit) as path:                            # doctest: +SKIP
+...     check_model_size(path, family, num_classes, name)
+...     with loading_model(name, path):
+...         loaded = segcam.load_model(f"zoo:{family}", weights=path, num_classes=num_classes)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -22,10 +32,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ...data import load_image
 from ...errors import ImageError, ModelLoadError, SegcamError, TooLargeError, UnsafePickleError
+from ...models import UNet, read_metadata, zoo
 
 FORMATS = "PNG, JPEG, TIFF, .npy, .nii or .nii.gz"
 _MAGIC = (  # first bytes → suffix of the temporary file
@@ -37,6 +49,8 @@ _MAGIC = (  # first bytes → suffix of the temporary file
 )
 _GZIP = b"\x1f\x8b"
 _NIFTI_HEAD = 548  # bytes that hold a NIfTI-1 or NIfTI-2 magic string
+_PICKLES = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle protocols 2-5, zip
+SIZE_MARGIN = (1.05, 2**20)  # a model may take 1.05 × its file's tensors (as float32) + 1 MiB
 
 
 def decode_upload(filename: str, data: bytes, *, max_bytes: int, max_pixels: int | None) -> Tensor:
@@ -100,24 +114,141 @@ def model_upload(filename: str, data: bytes, max_bytes: int) -> Iterator[Path]:
 
 
 def _check_safetensors(name: str, data: bytes) -> None:
-    """Refuse ``data`` unless it is laid out as safetensors: an 8-byte little-endian length ``n``,
-    then ``n`` bytes of a JSON object, then the tensors."""
-    if data.startswith((b"\x80", b"PK\x03\x04")):
+    """Refuse ``data`` unless it is laid out as safetensors (:func:`safetensors_header`); a file
+    that is not, and starts like a pickle or a zip (``torch.save``), is named a pickle."""
+    if safetensors_header(data) is not None:
+        return
+    if data.startswith(_PICKLES):
         raise UnsafePickleError(
             f"{name!r} is a pickle (torch.save) file; pickles can run code, so the server takes only .safetensors "
             "files. Convert it on your machine: safetensors.torch.save_file(torch.load(path, weights_only=True), "
             "'model.safetensors'), or segcam.models.save_weights(model, 'model.safetensors', metadata)."
         )
+    raise ModelLoadError(f"{name!r} is not a .safetensors file (no JSON header of tensors after its first 8 bytes); "
+                         "save the weights with segcam.models.save_weights or safetensors.torch.save_file.")
+
+
+def safetensors_header(data: bytes) -> dict[str, Any] | None:
+    """The JSON header of ``data`` when it is laid out as safetensors, else ``None``: an 8-byte
+    little-endian length ``n``, ``n`` bytes of a JSON object whose entries (but ``__metadata__``)
+    each give a tensor's ``shape`` and ``data_offsets`` within the ``len(data) - 8 - n`` bytes after."""
     length = int.from_bytes(data[:8], "little")
-    header: Any = None
-    if len(data) >= 8 and 2 <= length <= len(data) - 8:
-        try:
-            header = json.loads(data[8:8 + length].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            header = None
+    if len(data) < 10 or not 2 <= length <= len(data) - 8:
+        return None
+    try:
+        header = json.loads(data[8:8 + length].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
+        return None
     if not isinstance(header, dict):
-        raise ModelLoadError(f"{name!r} is not a .safetensors file (no JSON header after its first 8 bytes); "
-                             "save the weights with segcam.models.save_weights or safetensors.torch.save_file.")
+        return None
+    size = len(data) - 8 - length
+    for key, entry in header.items():
+        if key == "__metadata__" or _tensor_entry(entry, size):
+            continue
+        return None
+    return header
+
+
+def _tensor_entry(entry: Any, size: int) -> bool:
+    """Whether ``entry`` describes a tensor: a list of sizes ≥ 0 and offsets ``0 ≤ a ≤ b ≤ size``."""
+    if not isinstance(entry, dict):
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    return (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
+            and isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= size)
+
+
+def check_model_size(path: Path, family: str | None, num_classes: int | None, name: str) -> None:
+    """Refuse the uploaded weights at ``path`` (``name``: the upload's name) before they are
+    loaded when the model they describe would need much more memory than they hold.
+
+    The model that ``segcam.load_model`` would build — zoo ``family`` with ``num_classes`` (else
+    the file's class count), or, without a family, the architecture in the file's segcam metadata
+    — is built on torch's meta device, which allocates nothing.  With ``B`` its parameters and
+    buffers as float32 bytes and ``N`` the elements of the file's tensors (each counted at most
+    once per byte it takes), it is refused when ``B > 1.05 · 4N + 1 MiB``, or when it cannot be
+    built on the meta device.  A file without metadata and without a family is left to the load.
+    """
+    name = _name(name)
+    with loading_model(name, path):
+        data = path.read_bytes()
+        header = safetensors_header(data)
+        if header is None:
+            raise ModelLoadError(f"{name!r} is not a .safetensors file; save the weights with "
+                                 "segcam.models.save_weights or safetensors.torch.save_file.")
+        model = _model_on_meta(path, family, num_classes, name)
+    if model is None:
+        return
+    need = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    held = 4 * sum(min(math.prod(e["shape"]), e["data_offsets"][1] - e["data_offsets"][0])
+                   for k, e in header.items() if k != "__metadata__")
+    factor, extra = SIZE_MARGIN
+    if need > factor * held + extra:
+        what = f"the zoo model {family!r}" if family else "the model its metadata describes"
+        raise ModelLoadError(
+            f"{name!r} holds {_sized_text(held)} of weights (as float32), but {what} needs {_sized_text(need)}; "
+            "the file's weights cannot fill it. Check the "
+            f"{'family and num_classes' if family else 'metadata (segcam.models.read_metadata)'}, or save the "
+            "model again with segcam.models.save_weights(model, path, metadata)."
+        )
+
+
+def _sized_text(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
+
+
+def _model_on_meta(path: Path, family: str | None, num_classes: int | None, name: str) -> nn.Module | None:
+    """The model ``segcam.load_model`` would build for the upload, on the meta device; ``None``
+    for plain weights without a family (the load refuses them)."""
+    meta = read_metadata(path)
+    if not family and not meta:
+        return None
+    classes = num_classes or (meta.get("arch", meta)["num_classes"] if meta else None)
+    try:
+        with torch.device("meta"):
+            if family:
+                return zoo.build(family, classes) if classes else zoo.build(family)
+            if "arch" in meta:
+                return UNet(**meta["arch"])
+            return zoo.build(meta["family"], meta["num_classes"], meta.get("in_channels", 3), meta.get("dims"))
+    except SegcamError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the model's code raises on the meta device
+        raise ModelLoadError(
+            f"cannot check the size of the model in {name!r} before loading it: building it on torch's meta "
+            f"device failed ({type(e).__name__}: {e}); serve it with segcam serve --model instead."
+        ) from None
+
+
+@contextmanager
+def loading_model(name: str, path: Path) -> Iterator[None]:
+    """Run the body — loading the upload ``name`` from its temporary file ``path`` — so that any
+    failure is a :class:`~segcam.errors.ModelLoadError` (an :class:`UnsafePickleError` stays one)
+    that names the upload, not the temporary file."""
+    name = _name(name)
+    try:
+        yield
+    except ModelLoadError as e:
+        raise type(e)(_renamed(str(e), path, name)) from None
+    except SegcamError as e:
+        raise ModelLoadError(f"cannot load the model in {name!r}: {_renamed(str(e), path, name)}") from None
+    except MemoryError:
+        raise ModelLoadError(f"the model in {name!r} needs more memory than the server has; serve a smaller "
+                             "model, or serve it with segcam serve --model on a larger machine.") from None
+    except Exception as e:  # noqa: BLE001 - an upload's model may fail in any way; the server answers each
+        raise ModelLoadError(
+            f"cannot load the model in {name!r} ({type(e).__name__}: {_renamed(str(e), path, name)}); check that "
+            "it was saved with segcam.models.save_weights, or that the family and num_classes fit its weights."
+        ) from None
+
+
+def _renamed(text: str, path: Path, name: str) -> str:
+    """``text`` with the temporary file ``path`` (as given, and resolved; quoted or not) replaced
+    by ``name``, quoted."""
+    for shown in sorted({str(path.resolve()), str(path)}, key=len, reverse=True):
+        text = text.replace(repr(shown), repr(name)).replace(shown, repr(name))
+    return text
 
 
 def _name(filename: Any) -> str:

@@ -123,9 +123,12 @@ class Polygon(Region):
                     f"polygon vertex ({y}, {x}) is outside the image of size {ctx.spatial}; "
                     f"rows go 0..{h - 1} and columns 0..{w - 1}."
                 )
-        py = torch.arange(h, device=ctx.device, dtype=torch.float64)[:, None].expand(h, w)
-        px = torch.arange(w, device=ctx.device, dtype=torch.float64)[None, :].expand(h, w)
-        inside = torch.zeros((h, w), dtype=torch.bool, device=ctx.device)
+        # only pixels in the vertices' bounding box can be inside or on an edge
+        top, left = math.floor(min(y for y, _ in self.vertices)), math.floor(min(x for _, x in self.vertices))
+        bottom, right = math.ceil(max(y for y, _ in self.vertices)) + 1, math.ceil(max(x for _, x in self.vertices)) + 1
+        py = torch.arange(top, bottom, device=ctx.device, dtype=torch.float64)[:, None].expand(bottom - top, right - left)
+        px = torch.arange(left, right, device=ctx.device, dtype=torch.float64)[None, :].expand(bottom - top, right - left)
+        inside = torch.zeros(py.shape, dtype=torch.bool, device=ctx.device)
         on_edge = torch.zeros_like(inside)
         verts = list(self.vertices)
         for (y1, x1), (y2, x2) in zip(verts, verts[1:] + verts[:1]):
@@ -136,7 +139,9 @@ class Polygon(Region):
             length2 = dy * dy + dx * dx
             t = (((py - y1) * dy + (px - x1) * dx) / length2 if length2 else torch.zeros_like(py)).clamp(0, 1)
             on_edge |= ((py - y1 - t * dy) ** 2 + (px - x1 - t * dx) ** 2) <= 1e-12
-        return (inside | on_edge).unsqueeze(0).expand(ctx.batch, h, w).clone()
+        out = torch.zeros((h, w), dtype=torch.bool, device=ctx.device)
+        out[top:bottom, left:right] = inside | on_edge
+        return out.unsqueeze(0).expand(ctx.batch, h, w).clone()
 
     def __repr__(self) -> str:
         return f"polygon({list(self.vertices)})"

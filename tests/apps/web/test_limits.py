@@ -1,0 +1,150 @@
+"""What keeps one user from hurting the others: work and size limits, long methods only as jobs,
+jobs that die with their session, hover tables that are not rebuilt when they cannot be kept,
+and request bodies refused while they stream in."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from segcam.apps.web import ServerThread, WebConfig, create_app
+from segcam.data import SAMPLES, load_image
+
+
+def bench_of(**config):
+    return create_app(WebConfig(**config)).state.workbench
+
+
+def request(image, **body):
+    return {"image": image, "model": "default", "cls": 1, "region": {"kind": "all"}, "method": "seg-grad-cam",
+            **body}
+
+
+def test_long_methods_run_only_as_jobs():
+    bench = bench_of()
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    with pytest.raises(Exception, match="start it as a job"):
+        bench.explain(sid, request(image, method="rise", options={"n_masks": 8}))
+    job = bench.start_job(sid, request(image, method="rise", options={"n_masks": 8}))["job"]
+    for _ in range(400):
+        if bench.job(sid, job).state == "done":
+            break
+        time.sleep(0.05)
+    assert bench.job(sid, job).status()["result"]["method"] == "rise"
+    bench.close()
+
+
+def test_model_inputs_over_the_pixel_limit_are_refused():
+    bench = bench_of(max_model_pixels=32 * 32)
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    with pytest.raises(Exception, match=r"64×64 = 4096 pixels.*--max-model-pixels"):
+        bench.predict(sid, image, "default", None)
+
+
+def test_a_batch_too_large_for_the_image_is_refused():
+    bench = bench_of()
+    sid = bench.store.create().id
+    image = bench.add_picture(sid, "big.npy", torch.rand(3, 1024, 1024))["image"]
+    with pytest.raises(Exception, match="batch_size=64 is too large"):
+        bench.start_job(sid, request(image, method="rise", options={"batch_size": 64})) and \
+            bench.explain(sid, request(image, method="rise", options={"batch_size": 64}), background=True)
+
+
+def test_class_indices_may_come_as_digits_but_not_as_booleans(live_url):
+    with httpx.Client(base_url=live_url) as client:
+        sid = client.post("/api/sessions").json()["session"]
+        image = client.post(f"/api/sessions/{sid}/samples/scene-1").json()["image"]
+        by_digits = client.post(f"/api/sessions/{sid}/explain", json=request(image, cls="1")).json()
+        by_index = client.post(f"/api/sessions/{sid}/explain", json=request(image, cls=1)).json()
+        assert by_digits["cls"] == 1 and by_digits["heatmap"] == by_index["heatmap"]
+        refused = client.post(f"/api/sessions/{sid}/explain", json=request(image, cls=True))
+        assert refused.status_code == 422
+
+
+def test_a_3d_model_keeps_one_forward_pass_for_every_slice(tmp_path):
+    from segcam.apps.web import ModelSpec
+    from segcam.models import UNet, save_weights
+
+    arch = {"num_classes": 2, "in_channels": 1, "width": 4, "depth": 2, "dims": 3}
+    save_weights(UNet(**arch).eval(), tmp_path / "u3.safetensors", {"arch": arch})
+    bench = bench_of(models=(ModelSpec(spec=str(tmp_path / "u3.safetensors"), name="u3"),))
+    sid = bench.store.create().id
+    image = bench.add_picture(sid, "vol.npy", torch.rand(1, 8, 16, 16))["image"]
+    for index in (1, 4, 6):
+        bench.predict(sid, image, "u3", {"axis": 0, "index": index})
+    assert [k[-1] for k in bench.store.cache.snapshot()].count("picture") == 1 and len(bench.store.cache) == 2
+
+
+def test_a_volume_slice_for_a_2d_model_is_offered_as_the_commands_image(tmp_path, capsys):
+    from segcam.apps.cli import main
+
+    bench = bench_of()
+    sid = bench.store.create().id
+    volume = torch.rand(3, 5, 64, 64, generator=torch.Generator().manual_seed(0))
+    image = bench.add_picture(sid, "vol.npy", volume)["image"]
+    out = bench.explain(sid, request(image, view={"axis": 0, "index": 2},
+                                     region={"kind": "brush", "points": [[10, 10], [20, 30]], "radius": 2}))
+    assert "image.npy" in out["command"] and "--mask region.npy" in out["command"]
+    for name in ("image.npy", "region.npy", "heatmap.npy"):
+        (tmp_path / name).write_bytes(bench.download(sid, out["result"], name)[0])
+    assert np.array_equal(np.load(tmp_path / "image.npy"), volume[:, 2].numpy())
+    words = out["command"].split()
+    args = [w.replace("image.npy", str(tmp_path / "image.npy")).replace("region.npy", str(tmp_path / "region.npy"))
+            for w in words[1:-4]]
+    assert main([*args, "--save-npy", str(tmp_path / "again.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "again.npy"), np.load(tmp_path / "heatmap.npy"), atol=1e-6)
+
+
+def test_a_hover_table_the_cache_cannot_keep_is_not_rebuilt():
+    bench = bench_of(cache_bytes=5 * 2**20)  # a forward pass (3.8 MB) fits; with a 6 MB table it does not
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    body = request(image, hover=True, region={"kind": "pixel", "points": [[3, 3]]})
+    for _ in range(3):
+        assert bench.explain(sid, body)["fast"] is False
+        bench.hover.wait()
+    assert len(bench.hover._refused) == 1 and not bench.hover._building
+    bench.close()
+
+
+def test_a_sessions_jobs_are_cancelled_when_it_is_dropped():
+    bench = bench_of(max_sessions=1)
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    job = bench.start_job(sid, request(image, method="rise", options={"n_masks": 20000, "batch_size": 8}))["job"]
+    found = bench.job(sid, job)
+    bench.store.create()  # pushes the first session out
+    assert found.state == "cancelled"
+    bench.close()
+
+
+def test_streamed_bodies_are_refused_once_past_the_limit():
+    app = create_app(WebConfig(max_upload_bytes=2**20))
+
+    def chunks():  # no Content-Length: the size shows only as the bytes arrive
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.npy"\r\n\r\n'
+        for _ in range(8):
+            yield b"0" * 2**20
+
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        sid = client.post("/api/sessions").json()["session"]
+        response = client.post(f"/api/sessions/{sid}/images", content=chunks(),
+                               headers={"content-type": "multipart/form-data; boundary=x"})
+        assert response.status_code == 413 and "upload limit of 1 MB" in response.json()["error"]["message"]
+
+
+def test_a_slice_of_a_sample_like_name_is_not_taken_for_the_sample():
+    bench = bench_of()
+    sid = bench.store.create().id
+    png = io.BytesIO()
+    np.save(png, load_image(SAMPLES / "scene-1.png").numpy())
+    image = bench.add_picture(sid, "scene-1.png", load_image(SAMPLES / "scene-2.png"))["image"]
+    out = bench.explain(sid, request(image))
+    assert str(SAMPLES) not in out["command"] and out["command"].split()[2] == "scene-1.png"
