@@ -95,3 +95,16 @@ def test_the_training_command_lines_are_valid(line):
     exist and fit.  `segcam evaluate --quick` runs end to end in tests/apps/test_evaluate.py."""
     args = cli.build_parser().parse_args(arguments(line))
     assert args.run.__name__ == f"cmd_{args.command}"
+
+
+@pytest.mark.parametrize("line", [c for c in commands() if c.startswith("segcam serve")])
+def test_the_serve_command_lines_load_their_models(line):
+    """`segcam serve` runs until stopped; its lines are checked up to the moment it would listen:
+    the flags parse and every model they name loads (tests/apps/web/ start real servers)."""
+    from segcam.apps.web import create_app
+    from segcam.apps.web.command import config_from
+
+    args = cli.build_parser().parse_args(arguments(line))
+    config = config_from(args)
+    info = create_app(config).state.workbench.info()
+    assert [m["name"] for m in info["models"]] == [m.name or m.spec for m in config.models]

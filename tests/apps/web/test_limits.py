@@ -103,7 +103,7 @@ def test_a_volume_slice_for_a_2d_model_is_offered_as_the_commands_image(tmp_path
 
 
 def test_a_hover_table_the_cache_cannot_keep_is_not_rebuilt():
-    bench = bench_of(cache_bytes=5 * 2**20)  # a forward pass (3.8 MB) fits; with a 6 MB table it does not
+    bench = bench_of(cache_bytes=5 * 2**20)  # a forward pass (3 MB) fits; with a 6 MB table it does not
     sid = bench.store.create().id
     image = bench.add_sample(sid, "scene-1")["image"]
     body = request(image, hover=True, region={"kind": "pixel", "points": [[3, 3]]})
@@ -148,3 +148,41 @@ def test_a_slice_of_a_sample_like_name_is_not_taken_for_the_sample():
     image = bench.add_picture(sid, "scene-1.png", load_image(SAMPLES / "scene-2.png"))["image"]
     out = bench.explain(sid, request(image))
     assert str(SAMPLES) not in out["command"] and out["command"].split()[2] == "scene-1.png"
+
+
+def test_a_forward_pass_too_large_to_keep_is_refused_once_and_remembered():
+    bench = bench_of(cache_bytes=2 * 2**20)  # less than the default model's 3 MB forward pass
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    with pytest.raises(Exception, match=r"needs 3 MB .* \(2 MB\); upload a smaller image"):
+        bench.predict(sid, image, "default", None)
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="needs 3 MB"):
+        bench.explain(sid, request(image))
+    assert time.perf_counter() - started < 0.5  # not run again
+
+
+def test_arrays_in_another_layout_get_the_fix():
+    bench = bench_of()
+    sid = bench.store.create().id
+    with pytest.raises(Exception, match=r"\(64, 64, 3\).*np.moveaxis\(a, -1, 0\)"):
+        bench.add_picture(sid, "hwc.npy", torch.rand(64, 64, 3))
+
+
+def test_the_options_form_shows_the_servers_work_limits():
+    info = bench_of(work_limits={"n_masks": 500, "cells": 16, "batch_size": 8}).info()
+    rise = {o["name"]: o["schema"] for o in next(m for m in info["methods"] if m["name"] == "rise")["options"]}
+    assert rise["n_masks"]["maximum"] == 500 and rise["cells"]["maximum"] == 16
+    assert len(info["heat_colors"]) == 256 and info["heat_colors"][0] == "#000004"  # inferno, as the figures
+
+
+def test_an_empty_option_is_written_into_the_command(tmp_path):
+    from segcam.apps.cli import build_parser, method_options
+
+    bench = bench_of()
+    sid = bench.store.create().id
+    image = bench.add_sample(sid, "scene-1")["image"]
+    out = bench.explain(sid, request(image, method="seg-xres-cam", options={"window": None}))
+    assert "--window none" in out["command"] and "window=None" in out["python"]
+    args = build_parser().parse_args(out["command"].split()[1:])
+    assert method_options(args, "seg-xres-cam")["window"] is None

@@ -7,6 +7,8 @@ import argparse
 from ...errors import SegcamError
 from .config import MB, ModelSpec, WebConfig
 
+WEB_PACKAGES = ("fastapi", "uvicorn", "starlette", "multipart", "python_multipart", "pydantic", "nibabel")
+
 
 def _model(text: str) -> ModelSpec:
     name, eq, spec = text.partition("=")
@@ -22,11 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", type=_model, metavar="[NAME=]SPEC",
                    help="a model to serve, as for `segcam explain --model` (repeat for several; default: default)")
     p.add_argument("--weights", action="append", help="weights for the --model of the same position")
-    p.add_argument("--num-classes", type=int, help="number of classes for zoo/torchvision/factory models")
+    p.add_argument("--num-classes", type=int, help="number of classes of zoo/torchvision/factory models (applies to "
+                   "every --model that takes it; the default model has 6)")
     p.add_argument("--max-upload-mb", type=int, default=25, help="largest upload accepted (default 25 MB)")
     p.add_argument("--max-pixels", type=int, help="largest image or volume accepted, in pixels (default 2**24)")
     p.add_argument("--max-model-pixels", type=int, help="largest input a model is asked to explain, in pixels "
-                   "after its preprocessing (default 2**21)")
+                   "after its preprocessing (default 2**20)")
     p.add_argument("--cache-mb", type=int, default=1024, help="memory for kept forward passes (default 1024 MB)")
     p.add_argument("--allow-model-upload", action="store_true",
                    help="let users upload .safetensors weights of a known architecture (never pickles)")
@@ -58,6 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .server import ServerThread, create_app
     except ImportError as e:
+        if e.name not in WEB_PACKAGES:
+            raise
         raise SegcamError(f"segcam serve needs the web extra ({e.name} is missing): pip install 'segcam[web]'.") \
             from None
     if not 0 <= args.port <= 65535:

@@ -44,7 +44,7 @@ class WebConfig:
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     max_upload_bytes: int = 25 * MB
     max_pixels: int = DEFAULT_MAX_PIXELS
-    max_model_pixels: int = 2**21  # what one model input may hold (e.g. 1448², or 128³)
+    max_model_pixels: int = 2**20  # what one model input may hold (1024², or about 100³)
     cache_bytes: int = 1024 * MB
     max_sessions: int = 64
     max_images: int = 8

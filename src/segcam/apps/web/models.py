@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -99,7 +100,7 @@ class Catalogue:
                 raise TooMany(f"the server already holds {self.config.extra_models} uploaded models; restart it "
                               "or serve the model with --model.")
             self._uploads += 1
-            label = name or f"upload-{self._uploads}"
+            label = name or f"{Path(filename).name.split('.')[0] or 'upload'}-{self._uploads}"
             if label in self._models:
                 raise SegcamError(f"a model named {label!r} is already served; upload it under another name.")
             self._pending += 1

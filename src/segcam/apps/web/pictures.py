@@ -13,10 +13,11 @@ import io
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor
 
-from ...viz import class_colormap
+from ...viz import HEATMAP_CMAP, class_colormap
 
 
 def png(array: np.ndarray) -> bytes:
@@ -69,3 +70,9 @@ def encode_labels(labels: Tensor) -> str | None:
     if int(labels.max()) > 255:
         return None
     return base64.b64encode(labels.to(torch.uint8).cpu().numpy().tobytes()).decode()
+
+
+def heat_colors() -> list[str]:
+    """The 256 colours of segcam's heatmap colour map (the figures' ``inferno``) as ``#rrggbb``."""
+    cmap = colormaps[HEATMAP_CMAP]
+    return ["#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in cmap(i / 255)[:3])) for i in range(256)]

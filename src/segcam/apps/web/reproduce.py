@@ -16,6 +16,7 @@ from typing import Any
 from ... import regions
 from ...core import INPUT
 from ...data import SAMPLES
+from ...methods import METHODS
 from .config import ModelSpec
 
 
@@ -65,19 +66,21 @@ def commands(served: Any, picture: Any, exp: Any, region: regions.Region, view: 
     """``(command, python)`` reproducing explanation ``exp`` of ``picture`` by ``served`` for the
     ``region`` drawn (``view``: the slice shown of a volume)."""
     image = _image_path(picture, view is not None and served.dims == 2)
-    options = {k: v for k, v in exp.options.items() if v is not None}
+    defaults = {s.name: s.default for s in METHODS[exp.method].options()} if exp.method in METHODS else {}
     words = ["segcam", "explain", image, *_model_flags(served.spec), "--class", str(exp.cls),
              *_region_flags(region), "--method", exp.method]
-    for key, value in options.items():
-        words += ["--" + key.replace("_", "-"), _option_text(value)]
+    for key, value in exp.options.items():
+        if value is None and defaults.get(key) is None:
+            continue  # none is the default: nothing to say
+        words += ["--" + key.replace("_", "-"), "none" if value is None else _option_text(value)]
     if exp.layer != INPUT:
         words += ["--layer", exp.layer]
-    words += ["-o", "heatmap.png", "--save-npy", "heatmap.npy"]
+    words += ["-o", "figure.png", "--save-npy", "heatmap.npy"]
     command = shlex.join(words)
     spec = served.spec
     load = [repr(spec.spec)] + ([f"weights={spec.weights!r}"] if spec.weights else []) + \
         ([f"num_classes={spec.num_classes}"] if spec.num_classes else [])
-    keywords = "".join(f", {k}={v!r}" for k, v in options.items())
+    keywords = "".join(f", {k}={v!r}" for k, v in exp.options.items())
     layer = "" if exp.layer == INPUT else f", layer={exp.layer!r}"
     python = "\n".join([
         "import numpy as np",

@@ -36,6 +36,7 @@ from .results import Result
 from .sessions import NotFound, Picture, SavedBytes, SessionStore, forward_bytes
 
 Progress = Callable[[int, int], None]
+MAX_CHANNELS = 4  # more channels than this are a misread layout, not a picture
 MAX_ACTIVE_JOBS = 4  # queued or running, per session
 MAX_SERVER_JOBS = 32  # queued or running, all sessions
 MAX_KEPT_JOBS = 16  # per session, oldest dropped
@@ -71,13 +72,20 @@ def checked_method(name: str, options: dict[str, Any], limits: Mapping[str, int]
     return method
 
 
-def method_info(name: str) -> dict[str, Any]:
-    """A registered method as the page's form needs it: its options with their JSON schemas."""
+def method_info(name: str, limits: Mapping[str, int]) -> dict[str, Any]:
+    """A registered method as the page's form needs it: its options with their JSON schemas
+    (maxima lowered to the server's work ``limits``)."""
     cls = METHODS[name]
     options = [{"name": s.name, "default": s.default if not isinstance(s.default, tuple) else list(s.default),
-                "help": s.help, "schema": s.kind.schema()} for s in cls.options()]
+                "help": s.help, "schema": _limited(s.kind.schema(), limits.get(s.name))} for s in cls.options()]
     return {"name": name, "summary": cls.summary(), "on_input": cls.on_input, "gradients": cls.gradients,
             "long": not cls.gradients, "options": options}
+
+
+def _limited(schema: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    if limit is None or schema.get("type") != "integer":
+        return schema
+    return {**schema, "maximum": limit if schema.get("maximum") is None else min(schema["maximum"], limit)}
 
 
 def class_of(value: int | str) -> int | str:
@@ -112,7 +120,8 @@ class Workbench:
         return {
             "version": __version__,
             "models": [m.info() for m in self.models.all()],
-            "methods": [method_info(name) for name in sorted(METHODS)],
+            "methods": [method_info(name, self.config.work_limits) for name in sorted(METHODS)],
+            "heat_colors": pictures.heat_colors(),
             "default_method": "seg-grad-cam",
             "samples": [{"id": k, "name": k.replace("-", " ")} for k in self.samples],
             "limits": {"max_upload_bytes": self.config.max_upload_bytes, "max_pixels": self.config.max_pixels,
@@ -135,13 +144,18 @@ class Workbench:
         if raw.ndim not in (3, 4) or not bool(torch.isfinite(raw).all()):
             raise ImageError(f"{name}: an image must be (C, H, W) or a volume (C, D, H, W) of finite numbers, "
                              f"got shape {tuple(raw.shape)}; check the file.")
+        if raw.shape[0] > MAX_CHANNELS:
+            shape = tuple(raw.shape)
+            raise ImageError(f"{name} has shape {shape}, read as {shape[0]} channels; segcam reads .npy images as "
+                             "(C, H, W) and volumes as (C, D, H, W). Save an (H, W, C) picture as "
+                             "np.moveaxis(a, -1, 0) and a (D, H, W) volume as a[None].")
         picture = Picture(name, raw.float(), sample)
         return picture.info(self.store.add_image(session, picture))
 
     def add_sample(self, session: str, sample: str) -> dict[str, Any]:
         """Keep bundled sample scene ``sample`` (its PNG) for ``session``."""
         if sample not in self.samples:
-            raise SegcamError(f"unknown sample {sample!r}; samples: {', '.join(self.samples)}.")
+            raise NotFound(f"unknown sample {sample!r}; samples: {', '.join(self.samples)}.")
         return self.add_picture(session, self.samples[sample].name, load_image(self.samples[sample]), sample=True)
 
     def prepare(self, picture: Picture, served: Served, view: dict[str, int] | None) -> Prepared:
@@ -198,7 +212,7 @@ class Workbench:
         """The kept forward pass recording ``layer`` (run now if not kept)."""
         key = (session, image, served.name, prepared.forward_view, layer)
         fwd = self.store.cache.get(key)
-        if fwd is not None:
+        if isinstance(fwd, Forward):
             return fwd
         with model_lock(served.model):
             fwd = self.store.cache.get(key)
@@ -208,7 +222,12 @@ class Workbench:
                 weights = [*served.model.parameters(), *served.model.buffers()]
                 size = forward_bytes([*saved.tensors, fwd.image, fwd.logits.values, *fwd.activations.values()],
                                      exclude=weights)
+                if size > self.store.cache.cap:
+                    self.store.cache.put(key, TooLargeError(_too_large(size, self.store.cache.cap)), 0)
+                    raise TooLargeError(_too_large(size, self.store.cache.cap))
                 self.store.cache.put(key, fwd, size)
+        if isinstance(fwd, TooLargeError):  # known not to fit: not run again
+            raise fwd
         return fwd
 
     def predict(self, session: str, image: str, model: str, view: dict[str, int] | None) -> dict[str, Any]:
@@ -336,6 +355,12 @@ class Workbench:
         out = masking_test(served.model, r.x, r.map, r.region, r.cls, threshold=threshold, baseline=baseline)
         return {"dice": out.dice, "kept": out.kept, "threshold": threshold, "baseline": baseline,
                 "masked_png": pictures.data_url(pictures.png(pictures.display(r.on_page(out.masked_image))))}
+
+
+def _too_large(size: int, cap: int) -> str:
+    return (f"this image's forward pass needs {size / 2**20:.0f} MB kept for its clicks, more than this server keeps "
+            f"for all its users ({cap / 2**20:.0f} MB); upload a smaller image, or start the server with a larger "
+            "--cache-mb or a smaller --max-model-pixels.")
 
 
 def _check_batch(method: Any, x: Tensor) -> None:

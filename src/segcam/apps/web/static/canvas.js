@@ -91,7 +91,8 @@ export function drawView(canvas, view) {
   }
 }
 
-// Matplotlib's "jet" as piecewise-linear (position, value) stops per channel.
+// The fallback colour map when the server names none: matplotlib's "jet" as piecewise-linear
+// (position, value) stops per channel.
 const JET = [
   [[0, 0], [0.35, 0], [0.66, 1], [0.89, 1], [1, 0.5]],
   [[0, 0], [0.125, 0], [0.375, 1], [0.64, 1], [0.91, 0], [1, 0]],
@@ -107,15 +108,36 @@ function interpolate(stops, t) {
   return stops[stops.length - 1][1];
 }
 
-/** RGBA per byte value v of a map: jet colours, transparent at 0, alpha rising with v. */
-const HEAT_LUT = Array.from({ length: 256 }, (_, v) => [
-  ...JET.map((stops) => Math.round(255 * interpolate(stops, v / 255))),
-  v > 0 ? Math.min(255, 64 + v) : 0,
-]);
+const jet = (v) => JET.map((stops) => Math.round(255 * interpolate(stops, v / 255)));
+const hexRgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+
+/** RGBA per byte value v of a map: the colour map's colour, transparent at 0, alpha rising with v. */
+let heatLut = lutOf(jet);
+let heatRgb = Array.from({ length: 256 }, (_, v) => jet(v));
+
+function lutOf(colour) {
+  return Array.from({ length: 256 }, (_, v) => [...colour(v), v > 0 ? Math.min(255, 64 + v) : 0]);
+}
+
+/**
+ * Use the server's colour map (/api/info "heat_colors": 256 "#rrggbb", segcam's figures' map) for
+ * heatmaps and the colour bar; without one (an older server) jet stays.
+ */
+export function setHeatColours(colours) {
+  if (!Array.isArray(colours) || colours.length !== 256) return;
+  heatRgb = colours.map(hexRgb);
+  heatLut = lutOf((v) => heatRgb[v]);
+}
+
+/** The colour map as a CSS gradient from 0 (left) to 1 (right), for the colour bar. */
+export function heatGradient() {
+  const stops = Array.from({ length: 17 }, (_, i) => Math.min(255, i * 16));
+  return `linear-gradient(to right, ${stops.map((v) => `rgb(${heatRgb[v].join(", ")}) ${((100 * v) / 255).toFixed(1)}%`).join(", ")})`;
+}
 
 /** The heatmap's bytes (one per pixel, value/255 of the map) as a drawable bitmap, coloured here. */
 export function heatBitmap(bytes, h, w) {
   const rgba = new Uint8ClampedArray(h * w * 4);
-  for (let i = 0; i < h * w; i++) rgba.set(HEAT_LUT[bytes[i]], i * 4);
+  for (let i = 0; i < h * w; i++) rgba.set(heatLut[bytes[i]], i * 4);
   return createImageBitmap(new ImageData(rgba, w, h));
 }

@@ -5,8 +5,8 @@
 import { api, decodeBase64, sleep } from "./api.js";
 import { heatBitmap } from "./canvas.js";
 import { describeRegion } from "./regions.js";
-import { $, currentMethod, fail, fmt, sessionPath, setStatus, state } from "./state.js";
-import { drawAll, showColourBar } from "./views.js";
+import { $, className, currentMethod, dismissError, fail, fmt, layerWords, sessionPath, setStatus, state } from "./state.js";
+import { drawAll, showColourBar, showReadout } from "./views.js";
 import { clearMasking, showDownloads } from "./panels.js";
 
 const POLL_MS = 200;
@@ -79,7 +79,7 @@ async function runJob(body) {
   }
 }
 
-/** Show a result: the heatmap over the picture, score, colour bar, downloads and code. */
+/** Show a result: the heatmap over the picture, score, colour bar, readout, downloads and code. */
 async function showResult(result, seq, region) {
   const heat = decodeBase64(result.heatmap);
   const bitmap = await heatBitmap(heat, result.shape[0], result.shape[1]);
@@ -91,14 +91,16 @@ async function showResult(result, seq, region) {
   const score = $("score");
   score.textContent = `score ${fmt(result.score)} · ${result.region_pixels} px in region · ${fmt(result.ms)} ms${result.fast ? " (fast)" : ""}`;
   score.dataset.result = result.result;
-  $("title-explanation").textContent = `Explanation: ${result.method}${result.layer ? ` at ${result.layer}` : ""}`;
+  $("title-explanation").textContent = `Explanation: ${result.method} ${layerWords(result)}`;
   showColourBar(result);
+  showReadout(state.pointer);
   showDownloads(result);
   clearMasking();
   $("pin").disabled = false;
   drawAll();
-  setStatus(`Explained ${result.class_name} (class ${result.cls}), ${describeRegion(region)}, with ${result.method}` +
-    `${result.layer ? ` at ${result.layer}` : ""}.`);
+  dismissError();
+  setStatus(`Explained ${result.class_name} (class ${result.cls}), ${describeRegion(region)}, with ${result.method} ` +
+    `${layerWords(result)}.`);
 }
 
 /** Explain the current region now (a long method runs as a job). Resolves when shown or dropped. */
@@ -110,7 +112,7 @@ export async function explain({ hover: isHover = false } = {}) {
   controller?.abort();
   controller = isHover ? null : new AbortController();
   const body = explainBody(isHover);
-  setStatus(`Explaining ${describeRegion(state.region)} with ${method.name}…`, true);
+  setStatus(`Explaining ${className(state.cls)} (class ${state.cls}), ${describeRegion(state.region)}, with ${method.name}…`, true);
   try {
     const result = method.long
       ? await runJob(body)

@@ -23,6 +23,8 @@ export const state = {
   tool: "pixel",
   draft: null,       // unfinished region being drawn
   cursor: null,      // keyboard cursor [y, x]
+  pointer: null,     // pixel under the pointer (or keyboard cursor) [y, x], for the readout
+  volumeShape: null, // (D, H, W) the slices are taken from: the model's for a resizing 3-D model
   optionValues: {},  // method name -> {option: value} the user set
   result: null,      // last explain result
   heat: null,        // Uint8Array h*w of the result's heatmap
@@ -33,7 +35,7 @@ export const state = {
 
 export const sessionPath = (rest = "") => `api/sessions/${encodeURIComponent(state.sid)}${rest}`;
 
-function currentModel() {
+export function currentModel() {
   return state.info.models.find((m) => m.name === state.model) ?? state.info.models[0];
 }
 
@@ -51,7 +53,7 @@ export function setStatus(text, busy = false) {
 export function showError(message) {
   $("error-message").textContent = message;
   $("error").hidden = false;
-  setStatus("Something went wrong — see the message above.");
+  setStatus("Something went wrong — see the message at the top.");
 }
 
 export function dismissError() {
@@ -63,6 +65,13 @@ export function dismissError() {
 export function fail(err) {
   if (isAbort(err)) return;
   showError(err?.message ?? String(err));
+}
+
+/** Where a result's map was taken: "at LAYER", or on the input pixels for input methods. */
+export function layerWords(result) {
+  const method = state.info?.methods.find((m) => m.name === result.method);
+  const onInput = method?.on_input || !result.layer || result.layer === "<input>";
+  return onInput ? "on the input pixels" : `at ${result.layer}`;
 }
 
 /** Format a number with about three significant digits. */

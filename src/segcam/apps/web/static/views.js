@@ -34,29 +34,32 @@ export function drawAll() {
   drawView($("canvas-explanation"), { ...common, overlay: state.heatBitmap, opacity: Number($("heat-opacity").value) });
 }
 
-/** The map's value at a pixel: byte / 255 × the raw maximum. */
-function heatAt([y, x]) {
+/** The map's value at a pixel as a share of its maximum (byte / 255), or null without a map. */
+function shareAt([y, x]) {
   if (!state.heat || !state.result) return null;
-  return (state.heat[y * state.w + x] / 255) * state.result.max;
+  return state.heat[y * state.w + x] / 255;
 }
 
-/** Show what is under the pointer (or keyboard cursor): coordinates, predicted class, map value. */
+/**
+ * Show what is under the pointer (or keyboard cursor): coordinates, predicted class, the map's
+ * value as a share of its maximum (what the colours show) and the raw value (share × maximum).
+ */
 export function showReadout(point) {
+  state.pointer = point;
   const out = $("cursor-value");
-  if (!point || !state.h) {
+  if (!point || point[0] >= state.h || point[1] >= state.w) {
     out.textContent = "Point at the picture to read the map.";
     return;
   }
   const [y, x] = point;
   const parts = [`y ${y}, x ${x}`];
   if (state.labels) parts.push(`predicted ${className(state.labels[y * state.w + x])}`);
-  const value = heatAt(point);
-  if (value !== null) parts.push(`map ${fmt(value)}`);
+  const share = shareAt(point);
+  if (share !== null) parts.push(`map ${share.toFixed(2)} of its maximum (raw ${fmt(share * state.result.max)})`);
   out.textContent = parts.join(" · ");
 }
 
-/** The colour bar's ends: 0 and the raw maximum of the map shown. */
+/** The colour bar: 0 … 1 of the map's maximum; the raw maximum as text. */
 export function showColourBar(result) {
-  $("heat-min").textContent = fmt(result?.min ?? 0);
-  $("heat-max").textContent = result ? fmt(result.max) : "–";
+  $("heat-raw").textContent = result ? `maximum ${fmt(result.max)}` : "";
 }
