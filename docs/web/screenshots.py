@@ -47,6 +47,7 @@ def main(folder: Path) -> None:
         page.hover("#canvas-explanation")
         page.screenshot(path=folder / "overview.png")
 
+        page.click("#tool-pixel")
         explained(page, lambda: click_pixel(page, "#canvas-image", 40, 13))  # a pixel of the plus
         page.click("#pin")
         layers = page.eval_on_selector_all("#layer option:not([disabled])", "os => os.map(o => o.value)")
@@ -54,7 +55,7 @@ def main(folder: Path) -> None:
         page.click("#pin")
         explained(page, lambda: page.select_option("#method", "seg-xres-cam"))
         page.click("#pin")
-        page.locator("#pins").scroll_into_view_if_needed()
+        page.evaluate("window.scrollTo(0, 0)")  # the settings column is sticky: shoot it where it starts
         page.screenshot(path=folder / "pins.png", full_page=True)
 
         page.set_viewport_size({"width": 420, "height": 900})

@@ -1,15 +1,17 @@
 // segcam serve — the page.  On load it opens a session, shows the first bundled scene with the
 // default model, predicts, and explains the class of the biggest predicted object (whole class).
-// Every later control change re-explains (long methods wait for the Explain button).
+// Every later control change re-explains (long methods wait for the Explain button).  A request
+// that fails leaves the page on what it showed before.
 
 import { api } from "./api.js";
-import { buildOptionsForm, el } from "./controls.js";
+import { heatGradient, setHeatColours } from "./canvas.js";
+import { buildOptionsForm, el, fillModelSelect } from "./controls.js";
 import { cancelJob, explain, hoverAt } from "./explain.js";
 import { initPanels } from "./panels.js";
-import { setClass, setSliceRange, setupVolume, showLayerInfo, showPicture } from "./picture.js";
+import { setClass, setSliceRange, showLayerInfo, showPicture, viewOf } from "./picture.js";
 import { $, currentMethod, dismissError, fail, sessionPath, setStatus, showError, state } from "./state.js";
 import { Tools } from "./tools.js";
-import { drawAll, showReadout } from "./views.js";
+import { drawAll, fitControls, showReadout } from "./views.js";
 
 const TOOL_HINTS = {
   pixel: "Click a pixel (or focus a picture, move with the arrow keys, press Enter).",
@@ -50,28 +52,60 @@ function setHoverRegion(point) {
   state.region = { kind: "pixel", points: [point] };
 }
 
-function setTool(name) {
+/** Show `name` as the tool in use (the one that draws regions like the current one). */
+function markTool(name) {
   state.tool = name;
   for (const button of document.querySelectorAll("[data-tool]")) {
     button.setAttribute("aria-pressed", String(button.dataset.tool === name));
   }
   $("tool-hint").textContent = TOOL_HINTS[name];
   $("brush-row").hidden = name !== "brush";
+}
+
+function setTool(name) {
+  markTool(name);
   tools.reset();
   if (name === "class" || name === "all") commitRegion({ kind: name }, null);
 }
 
-/** Open an image (request: resolves to its image info), show it and explain it. */
-async function openImage(request, label) {
+/** Show the picture after a change; the tool follows a region the page reset. True when shown. */
+async function showChanged(change) {
+  const region = state.region;
+  if (!(await showPicture(change))) return false;
+  if (state.region !== region) markTool(state.region.kind);
   dismissError();
+  return true;
+}
+
+function showImageName(image) {
+  $("image-name").textContent = `${image.name} · ${image.shape.join("×")}` +
+    `${image.channels ? ` · ${image.channels} channel${image.channels > 1 ? "s" : ""}` : ""}`;
+}
+
+let openSeq = 0;
+let shownSample = "";
+
+/**
+ * Open an image (request: resolves to its image info), show it and explain it.  When the upload
+ * or its prediction fails, the page stays on the image it showed (name, slice, sample choice).
+ */
+async function openImage(request, label) {
+  const seq = ++openSeq;
+  const previous = { image: state.image, view: state.view };
   setStatus(`Loading ${label}…`, true);
   try {
-    state.image = await request();
-    $("image-name").textContent = `${state.image.name} · ${state.image.shape.join("×")}` +
-      `${state.image.channels ? ` · ${state.image.channels} channel${state.image.channels > 1 ? "s" : ""}` : ""}`;
-    setupVolume(state.image);
-    if (await showPicture(true)) await explain();
+    const image = await request();
+    Object.assign(state, { image, view: viewOf(image) });
+    if (await showChanged("image")) {
+      showImageName(image);
+      shownSample = $("sample").value;
+      await autoExplain();
+    }
   } catch (err) {
+    if (seq === openSeq) {
+      Object.assign(state, previous);
+      if (shownSample) $("sample").value = shownSample;
+    }
     fail(err);
   }
 }
@@ -90,8 +124,29 @@ function upload(file) {
 
 async function reshow() {
   try {
-    if (await showPicture(false)) await autoExplain();
+    if (await showChanged("view")) await autoExplain();
   } catch (err) {
+    fail(err);
+  }
+}
+
+const dimsOf = (name) => state.info.models.find((m) => m.name === name)?.dims;
+
+/**
+ * Show and explain the picture with model `name`; the region (and class) stay where they apply.
+ * A volume keeps its slice when both models are 2-D (a 3-D model's slices may be resized).
+ */
+async function switchModel(name) {
+  const previous = { model: state.model, view: state.view };
+  state.model = name;
+  $("model").value = name;
+  if (state.view && (dimsOf(previous.model) === 3 || dimsOf(name) === 3)) state.view = { axis: state.view.axis };
+  if (!state.image) return;
+  try {
+    if (await showChanged("model")) await autoExplain();
+  } catch (err) {
+    Object.assign(state, previous);
+    $("model").value = state.model;
     fail(err);
   }
 }
@@ -108,24 +163,18 @@ function methodChanged() {
     `${method.long ? " Runs many forward passes as a job (progress bar, Cancel)." : ""}`;
 }
 
-function fillModels() {
-  const models = state.info.models;
-  $("model").replaceChildren(...models.map((m) => el("option", { value: m.name },
-    `${m.name} (${m.family}, ${m.dims}-D, ${m.class_names.length} classes)`)));
-  $("model").value = state.model;
-  $("model").disabled = models.length < 2;
-}
-
 function fillStatic() {
   const info = state.info;
   state.model = info.models[0].name;
-  fillModels();
+  fillModelSelect($("model"), info.models, state.model);
   $("method").replaceChildren(...info.methods.map((m) => el("option", { value: m.name }, `${m.name}${m.long ? " (long)" : ""}`)));
   $("method").value = info.default_method ?? info.methods[0].name;
   methodChanged();
   $("sample").replaceChildren(...info.samples.map((s) => el("option", { value: s.id }, s.name)));
   $("model-upload").hidden = !info.allow_model_upload;
   $("version").textContent = `segcam ${info.version}`;
+  setHeatColours(info.heat_colors);
+  $("heat-bar").style.background = heatGradient();
 }
 
 async function addModel() {
@@ -140,9 +189,8 @@ async function addModel() {
   try {
     const model = await api("POST", "api/models", form);
     state.info.models = [...state.info.models.filter((m) => m.name !== model.name), model];
-    state.model = model.name;
-    fillModels();
-    if (state.image && (await showPicture(true))) await autoExplain();
+    fillModelSelect($("model"), state.info.models, state.model);
+    await switchModel(model.name);
   } catch (err) {
     fail(err);
   }
@@ -163,20 +211,13 @@ function wire() {
     $("sample").selectedOptions[0]?.textContent ?? "sample"));
   on("upload", "change", () => {
     const file = $("upload").files[0];
+    $("upload").value = "";  // choosing the same file again is a change too
     if (file) upload(file);
   });
-  on("model", "change", async () => {
-    state.model = $("model").value;
-    try {
-      if (state.image && (await showPicture(true))) await explain();
-    } catch (err) {
-      fail(err);
-    }
-  });
+  on("model", "change", () => switchModel($("model").value));
   on("model-add", "click", addModel);
   on("axis", "change", () => {
-    state.view = { axis: Number($("axis").value), index: Math.floor(state.image.shape[Number($("axis").value)] / 2) };
-    setSliceRange();
+    state.view = { axis: Number($("axis").value) };  // the middle slice, once the prediction gives the shape
     reshow();
   });
   const sliceChanged = debounce(reshow, 150);
@@ -187,7 +228,10 @@ function wire() {
   });
   on("class", "change", () => {
     state.cls = Number($("class").value);
-    if (state.region.kind === "object") state.region = { kind: "class" };
+    if (state.region.kind === "object") {
+      state.region = { kind: "class" };
+      markTool("class");
+    }
     drawAll();
     autoExplain();
   });
@@ -226,10 +270,12 @@ function start() {
       state.cursor = point;
       drawAll();
     },
+    notice: (text) => setStatus(text),
   });
   initPanels();
   wire();
-  setTool("pixel");
+  markTool(state.region.kind);
+  fitControls();
   boot();
 }
 

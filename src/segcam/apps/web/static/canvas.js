@@ -112,12 +112,12 @@ const jet = (v) => JET.map((stops) => Math.round(255 * interpolate(stops, v / 25
 const hexRgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 
 /** RGBA per byte value v of a map: the colour map's colour, transparent at 0, alpha rising with v. */
-let heatLut = lutOf(jet);
-let heatRgb = Array.from({ length: 256 }, (_, v) => jet(v));
-
-function lutOf(colour) {
-  return Array.from({ length: 256 }, (_, v) => [...colour(v), v > 0 ? Math.min(255, 64 + v) : 0]);
+function lutOf(rgb) {
+  return rgb.map((colour, v) => [...colour, v > 0 ? Math.min(255, 64 + v) : 0]);
 }
+
+let heatRgb = Array.from({ length: 256 }, (_, v) => jet(v));  // [r, g, b] per byte value
+let heatLut = lutOf(heatRgb);
 
 /**
  * Use the server's colour map (/api/info "heat_colors": 256 "#rrggbb", segcam's figures' map) for
@@ -126,7 +126,7 @@ function lutOf(colour) {
 export function setHeatColours(colours) {
   if (!Array.isArray(colours) || colours.length !== 256) return;
   heatRgb = colours.map(hexRgb);
-  heatLut = lutOf((v) => heatRgb[v]);
+  heatLut = lutOf(heatRgb);
 }
 
 /** The colour map as a CSS gradient from 0 (left) to 1 (right), for the colour bar. */

@@ -1,6 +1,6 @@
 // Controls built from what the server describes: a method's options form from each option's JSON
 // schema (a method registered later needs no work here), the layer tree from dotted module names,
-// the class select and the legend of the predicted segmentation.
+// the model and class selects and the legend of the predicted segmentation.
 
 const NONE_WORDS = new Set(["", "none", "auto", "full", "null"]);
 
@@ -168,6 +168,19 @@ export function fillLayerSelect(select, layers, defaultName, chosen) {
       : el("option", { value: "", disabled: true, title: node.name }, `${indent}${node.segment} ▾`));
   }
   select.value = layers.some((layer) => layer.name === chosen) ? chosen : defaultName;
+}
+
+/** A model as the model select shows it (its class names may be unknown: null). */
+function modelText(m) {
+  const classes = m.class_names ? `${m.class_names.length} classes` : "unnamed classes";
+  return `${m.name} (${m.family ? `${m.family}, ` : ""}${m.dims}-D, ${classes})`;
+}
+
+/** Fill the model select from /api/info's models (disabled when there is no choice). */
+export function fillModelSelect(select, models, chosen) {
+  select.replaceChildren(...models.map((m) => el("option", { value: m.name }, modelText(m))));
+  select.value = chosen;
+  select.disabled = models.length < 2;
 }
 
 /** Fill the class select from the prediction's classes (with their pixel counts). */

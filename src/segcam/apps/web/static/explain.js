@@ -7,7 +7,7 @@ import { heatBitmap } from "./canvas.js";
 import { describeRegion } from "./regions.js";
 import { $, className, currentMethod, dismissError, fail, fmt, layerWords, sessionPath, setStatus, state } from "./state.js";
 import { drawAll, showColourBar, showReadout } from "./views.js";
-import { clearMasking, showDownloads } from "./panels.js";
+import { clearMasking, showDownloads, showPinnable } from "./panels.js";
 
 const POLL_MS = 200;
 let controller = null;  // aborts the previous plain explain request
@@ -96,7 +96,7 @@ async function showResult(result, seq, region) {
   showReadout(state.pointer);
   showDownloads(result);
   clearMasking();
-  $("pin").disabled = false;
+  showPinnable();
   drawAll();
   dismissError();
   setStatus(`Explained ${result.class_name} (class ${result.cls}), ${describeRegion(region)}, with ${result.method} ` +

@@ -1,11 +1,13 @@
 // The picture shown and what the model predicts on it: the image (or the slice of a volume) at
-// the model's input size, the predicted labels, the legend, the layers; a new image or model
-// also picks the default class (that of the biggest predicted object) and the whole-class region.
+// the model's input size, the predicted labels, the legend, the layers; a new image also picks
+// the default class (that of the biggest predicted object) and the whole-class region, another
+// model keeps the user's region (and class) when they still apply.
 
 import { api, decodeBase64, loadBitmap } from "./api.js";
 import { fillClassSelect, fillLayerSelect, fillLegend } from "./controls.js";
 import { cancelJob } from "./explain.js";
 import { biggestObjectClass, labelsFromColours } from "./regions.js";
+import { clearDownloads, clearMasking, showPinnable } from "./panels.js";
 import { $, sessionPath, setStatus, state } from "./state.js";
 import { drawAll, showColourBar } from "./views.js";
 
@@ -41,19 +43,43 @@ function forgetResult() {
   state.result = null;
   state.heat = null;
   state.heatBitmap = null;
-  $("pin").disabled = true;
+  showPinnable();
   $("score").textContent = "score –";
   delete $("score").dataset.result;
   showColourBar(null);
   $("title-explanation").textContent = "Explanation";
-  for (const id of ["dl-heatmap-png", "dl-heatmap-npy", "dl-figure"]) {
-    $(id).removeAttribute("href");
-    $(id).setAttribute("aria-disabled", "true");
+  clearDownloads();
+  clearMasking();
+}
+
+/** The slice controls of a volume: the axis and the slice along it, in the shape slices come from. */
+function showVolume(volume) {
+  $("volume").hidden = !state.view;
+  if (!state.view) return;
+  state.volumeShape = volume ?? state.image.shape;
+  state.view.index ??= Math.floor(state.volumeShape[state.view.axis] / 2);
+  setSliceRange();
+}
+
+/** After a prediction: the class and region the user had, where they still apply. */
+function keepOrReset(change, classes, sameSize) {
+  if (change === "image" || state.cls === null || !classes.some((c) => c.index === state.cls)) {
+    state.cls = defaultClass(classes);
+  }
+  if (change === "image" || (change === "model" && !sameSize) || !regionFits(state.region)) {
+    state.region = { kind: "class" };
   }
 }
 
-/** Show the picture (slice) with its prediction; fresh: a new image or model (layers, class reset). */
-export async function showPicture(fresh) {
+/**
+ * Show the picture (slice) with its prediction.  change: "image" (a new image: layers, class and
+ * region reset), "model" (another model: layers reset, region kept when the picture keeps its size,
+ * class kept when the model has it) or "view" (another slice: class and region kept where they fit).
+ * A volume's view without an index gets the middle slice of the shape its slices come from
+ * (the predict reply's "volume" for a 3-D model, else the image's).
+ */
+export async function showPicture(change) {
+  const fresh = change !== "view";
   const seq = ++pictureSeq;
   const iid = encodeURIComponent(state.image.image);
   const query = new URLSearchParams({ model: state.model });
@@ -67,7 +93,10 @@ export async function showPicture(fresh) {
   ]);
   const labelsBitmap = await loadBitmap(prediction.labels_png);
   if (seq !== pictureSeq) return false;
-  Object.assign(state, { picture, labelsBitmap, classes: prediction.classes, h: prediction.shape[0], w: prediction.shape[1] });
+  const [h, w] = prediction.shape;
+  const sameSize = h === state.h && w === state.w;
+  Object.assign(state, { picture, labelsBitmap, classes: prediction.classes, h, w });
+  showVolume(prediction.volume);
   state.labels = prediction.labels ? Uint16Array.from(decodeBase64(prediction.labels)) : labelsFromColours(labelsBitmap, prediction.classes);
   state.labelsVersion = (state.labelsVersion ?? 0) + 1;
   fillLegend($("legend"), prediction.classes, (cls) => {
@@ -79,11 +108,7 @@ export async function showPicture(fresh) {
     fillLayerSelect($("layer"), layers.layers, layers.default, layers.default);
     showLayerInfo();
   }
-  if (fresh || state.cls === null || !prediction.classes.some((c) => c.index === state.cls)) {
-    state.cls = defaultClass(prediction.classes);
-    state.region = { kind: "class" };
-  }
-  if (!regionFits(state.region)) state.region = { kind: "class" };
+  keepOrReset(change, prediction.classes, sameSize);
   state.cursor = null;
   fillClassSelect($("class"), prediction.classes, state.cls);
   forgetResult();
@@ -92,15 +117,13 @@ export async function showPicture(fresh) {
   return true;
 }
 
-export function setupVolume(image) {
-  const volume = image.dims === 3;
-  $("volume").hidden = !volume;
-  state.view = volume ? { axis: 0, index: Math.floor(image.shape[0] / 2) } : null;
-  if (volume) setSliceRange();
+/** The view of a new image: a volume's middle slice along axis 0 (the index is set by showPicture). */
+export function viewOf(image) {
+  return image.dims === 3 ? { axis: 0 } : null;
 }
 
 export function setSliceRange() {
-  const size = state.image.shape[state.view.axis];
+  const size = state.volumeShape[state.view.axis];
   $("axis").value = String(state.view.axis);
   $("slice").max = String(size - 1);
   $("slice").value = String(state.view.index);

@@ -4,6 +4,27 @@
 // edge (even-odd), brush = discs of the radius along the stroke, object = the 4-connected
 // predicted instance under the pixel.
 
+/** The most points a region spec may carry (the server refuses more). */
+export const MAX_POINTS = 256;
+
+/**
+ * A brush stroke with at most MAX_POINTS points: points closer than radius/2 to the last one kept
+ * are dropped (the discs overlap anyway), the stroke's end is kept, and a stroke still too long
+ * is subsampled evenly along its points.
+ */
+export function thinStroke(points, radius) {
+  const gap2 = Math.max(1, radius / 2) ** 2;
+  const kept = points.length ? [points[0]] : [];
+  for (const p of points.slice(1)) {
+    const last = kept[kept.length - 1];
+    if ((p[0] - last[0]) ** 2 + (p[1] - last[1]) ** 2 >= gap2) kept.push(p);
+  }
+  const end = points[points.length - 1];
+  if (points.length > 1 && kept[kept.length - 1] !== end) kept.push(end);
+  if (kept.length <= MAX_POINTS) return kept;
+  return Array.from({ length: MAX_POINTS }, (_, i) => kept[Math.round((i * (kept.length - 1)) / (MAX_POINTS - 1))]);
+}
+
 /** A region's short description for captions and the status line. */
 export function describeRegion(region) {
   const p = region.points ?? [];

@@ -35,7 +35,7 @@ export const state = {
 
 export const sessionPath = (rest = "") => `api/sessions/${encodeURIComponent(state.sid)}${rest}`;
 
-export function currentModel() {
+function currentModel() {
   return state.info.models.find((m) => m.name === state.model) ?? state.info.models[0];
 }
 

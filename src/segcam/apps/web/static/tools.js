@@ -7,8 +7,10 @@
 //   host.draft(draft)    an unfinished one: {region} (box, brush) or {polyline} (polygon), or null
 //   host.pointer(point)  the pixel under the pointer (null when it leaves)
 //   host.cursor(point)   the keyboard cursor moved
+//   host.notice(text)    something to tell the user (a tool's limit reached)
 
 import { toPixel } from "./canvas.js";
+import { MAX_POINTS, thinStroke } from "./regions.js";
 
 const CLICK_TOOLS = new Set(["pixel", "object", "class", "all"]);
 
@@ -106,13 +108,21 @@ export class Tools {
     }
   }
 
+  /** The stroke so far as a brush region: thinned to at most MAX_POINTS points (what the server takes). */
   brush() {
-    return { kind: "brush", points: this.points.slice(), radius: this.host.radius() };
+    const radius = this.host.radius();
+    return { kind: "brush", points: thinStroke(this.points, radius), radius };
   }
 
   addVertex(p) {
     const last = this.points[this.points.length - 1];
-    if (!last || last[0] !== p[0] || last[1] !== p[1]) this.points.push(p);
+    if (last && last[0] === p[0] && last[1] === p[1]) return;
+    if (this.points.length >= MAX_POINTS) {
+      this.host.notice(`A polygon has at most ${MAX_POINTS} vertices: close this one (double-click or Enter) ` +
+        "or press Escape and draw it with fewer.");
+      return;
+    }
+    this.points.push(p);
     this.host.draft({ polyline: this.points.slice() });
   }
 

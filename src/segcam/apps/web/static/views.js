@@ -1,5 +1,5 @@
-// The three views (image, predicted segmentation, explanation) drawn from the state, and the
-// readout of the pixel under the pointer.
+// The three views (image, predicted segmentation, explanation) drawn from the state, the
+// readout of the pixel under the pointer, and the height of the settings column beside them.
 
 import { drawView, outlinePath, scaleFor } from "./canvas.js";
 import { regionMask } from "./regions.js";
@@ -62,4 +62,15 @@ export function showReadout(point) {
 /** The colour bar: 0 … 1 of the map's maximum; the raw maximum as text. */
 export function showColourBar(result) {
   $("heat-raw").textContent = result ? `maximum ${fmt(result.max)}` : "";
+}
+
+/** Where the settings column starts on the page: side by side, it is as tall as the window below
+ * that (CSS --controls-top), kept up to date as the header and the error above it change size. */
+export function fitControls() {
+  const measure = () => {
+    const layout = $("layout");
+    const top = layout.getBoundingClientRect().top + window.scrollY + parseFloat(getComputedStyle(layout).paddingTop);
+    document.documentElement.style.setProperty("--controls-top", `${Math.round(top)}px`);
+  };
+  for (const id of ["header", "error"]) new ResizeObserver(measure).observe($(id));
 }
