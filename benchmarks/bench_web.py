@@ -11,8 +11,9 @@ at 512×512, after the page's first request has kept the forward pass:
 * **bare backward**: ``torch.autograd.grad`` of the same pixel's logit to the same layer's
   activation on the same kept graph, nothing else;
 * **HTTP**: the click through a real server on 127.0.0.1 (client-measured round trip);
-* the clicks again once other threads have used torch, as they do in a server (torch's OpenMP
-  pool is then slower for every thread: both the click and the bare backward pass slow down);
+* the clicks again after a real server (its threads running torch) ran in the process: once
+  another thread has run heavy torch work, torch's CPU thread pool can be slower for every
+  thread, so both states are reported;
 * **hover** (default model): a cursor move as one backward per move vs. precomputed linear
   weights (:mod:`segcam.linear`), maps per second, and the table's build time.
 
@@ -166,9 +167,8 @@ def main() -> None:
     results["default"] = clicks(bench, "default", None, args.clicks, monitor)
     if not args.skip_deeplab:
         results["deeplab"] = clicks(bench, "deeplab", args.deeplab_size, args.clicks, monitor)
-    # A server runs torch on many threads; after that torch's OpenMP pool is slower for everyone
-    # (measured: a bare backward of the default model ~2 ms → ~4.5 ms).  Both states are reported.
-    results["http"] = http_clicks(app, "default", args.clicks)
+    # A server runs torch on many threads, which can slow torch's thread pool for everyone after.
+    results["http"] = http_clicks(create_app(WebConfig()), "default", args.clicks)  # stopping a server closes its app
     results["default_after_threads"] = clicks(bench, "default", None, args.clicks, monitor)
     if not args.skip_deeplab:
         results["deeplab_after_threads"] = clicks(bench, "deeplab", args.deeplab_size, args.clicks, monitor)
