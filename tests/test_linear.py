@@ -303,6 +303,8 @@ def test_other_requests_for_the_model_run_between_chunks(rng, monkeypatch):
             click = threading.Thread(target=lambda: clicks.append(ex.explain(x, target, layer="features")))
             click.start()
             click.join(timeout=5)
+            assert not click.is_alive(), "another thread's explain waited for the whole build"
+            assert len(clicks) == len(chunks)  # it ended before this chunk began
         chunks.append(len(idx))
         return tangents(method, a_map, idx)
 

@@ -4,7 +4,6 @@ and request bodies refused while they stream in."""
 
 from __future__ import annotations
 
-import io
 import time
 
 import httpx
@@ -13,7 +12,11 @@ import pytest
 import torch
 
 from segcam.apps.web import ServerThread, WebConfig, create_app
+from segcam.apps.web.hover import HoverTables
+from segcam.apps.web.sessions import ByteCache
 from segcam.data import SAMPLES, load_image
+from segcam.errors import SegcamError
+from segcam.methods import create
 
 
 def bench_of(**config):
@@ -29,7 +32,7 @@ def test_long_methods_run_only_as_jobs():
     bench = bench_of()
     sid = bench.store.create().id
     image = bench.add_sample(sid, "scene-1")["image"]
-    with pytest.raises(Exception, match="start it as a job"):
+    with pytest.raises(SegcamError, match="start it as a job"):
         bench.explain(sid, request(image, method="rise", options={"n_masks": 8}))
     job = bench.start_job(sid, request(image, method="rise", options={"n_masks": 8}))["job"]
     for _ in range(400):
@@ -44,7 +47,7 @@ def test_model_inputs_over_the_pixel_limit_are_refused():
     bench = bench_of(max_model_pixels=32 * 32)
     sid = bench.store.create().id
     image = bench.add_sample(sid, "scene-1")["image"]
-    with pytest.raises(Exception, match=r"64×64 = 4096 pixels.*--max-model-pixels"):
+    with pytest.raises(SegcamError, match=r"64×64 = 4096 pixels.*--max-model-pixels"):
         bench.predict(sid, image, "default", None)
 
 
@@ -52,9 +55,13 @@ def test_a_batch_too_large_for_the_image_is_refused():
     bench = bench_of()
     sid = bench.store.create().id
     image = bench.add_picture(sid, "big.npy", torch.rand(3, 1024, 1024))["image"]
-    with pytest.raises(Exception, match="batch_size=64 is too large"):
-        bench.start_job(sid, request(image, method="rise", options={"batch_size": 64})) and \
-            bench.explain(sid, request(image, method="rise", options={"batch_size": 64}), background=True)
+    body = request(image, method="rise", options={"batch_size": 64})
+    with pytest.raises(SegcamError, match="batch_size=64 is too large"):
+        bench.start_job(sid, body)  # refused before a job starts
+    with pytest.raises(SegcamError, match="batch_size=64 is too large"):
+        bench.explain(sid, body, background=True)
+    assert not bench.store.get(sid).jobs
+    bench.close()
 
 
 def test_class_indices_may_come_as_digits_but_not_as_booleans(live_url):
@@ -103,15 +110,37 @@ def test_a_volume_slice_for_a_2d_model_is_offered_as_the_commands_image(tmp_path
 
 
 def test_a_hover_table_the_cache_cannot_keep_is_not_rebuilt():
-    bench = bench_of(cache_bytes=5 * 2**20)  # a forward pass (3 MB) fits; with a 6 MB table it does not
-    sid = bench.store.create().id
-    image = bench.add_sample(sid, "scene-1")["image"]
-    body = request(image, hover=True, region={"kind": "pixel", "points": [[3, 3]]})
+    class Table:
+        nbytes = 3 * 2**20  # over the cache's room (half of 4 MB)
+
+    class Linear:  # what the hover tables need of a method
+        name, to_dict = "seg-grad-cam", staticmethod(dict)
+
+    tables = HoverTables(ByteCache(4 * 2**20), max_bytes=2**30)
+    builds = []
     for _ in range(3):
-        assert bench.explain(sid, body)["fast"] is False
-        bench.hover.wait()
-    assert len(bench.hover._refused) == 1 and not bench.hover._building
-    bench.close()
+        assert tables.get(("s", "i"), create("seg-grad-cam", {}), lambda: builds.append(1) or Table()) is None
+        tables.wait()
+    assert len(builds) == 1 and ("s", "i") in tables._refused and not tables._building
+    tables.shutdown()
+
+
+def test_a_failing_hover_build_is_not_retried_and_frees_its_slot():
+    class Linear:
+        name, to_dict = "seg-grad-cam", staticmethod(dict)
+
+    tables = HoverTables(ByteCache(4 * 2**20), max_bytes=2**30)
+    builds = []
+
+    def broken():
+        builds.append(1)
+        raise IndexError("a model forward-mode derivatives trip over")
+
+    for _ in range(2):
+        tables.get(("s", "i"), create("seg-grad-cam", {}), broken)
+        tables.wait()
+    assert len(builds) == 1 and not tables._building
+    tables.shutdown()
 
 
 def test_a_sessions_jobs_are_cancelled_when_it_is_dropped():
@@ -140,32 +169,34 @@ def test_streamed_bodies_are_refused_once_past_the_limit():
         assert response.status_code == 413 and "upload limit of 1 MB" in response.json()["error"]["message"]
 
 
-def test_a_slice_of_a_sample_like_name_is_not_taken_for_the_sample():
+def test_an_upload_named_like_a_sample_is_not_taken_for_the_sample():
     bench = bench_of()
     sid = bench.store.create().id
-    png = io.BytesIO()
-    np.save(png, load_image(SAMPLES / "scene-1.png").numpy())
     image = bench.add_picture(sid, "scene-1.png", load_image(SAMPLES / "scene-2.png"))["image"]
     out = bench.explain(sid, request(image))
     assert str(SAMPLES) not in out["command"] and out["command"].split()[2] == "scene-1.png"
 
 
-def test_a_forward_pass_too_large_to_keep_is_refused_once_and_remembered():
-    bench = bench_of(cache_bytes=2 * 2**20)  # less than the default model's 3 MB forward pass
+def test_a_forward_pass_too_large_to_keep_is_refused_once_and_remembered(monkeypatch):
+    bench = bench_of(cache_bytes=2 * 2**20)  # room 1 MB, less than the default model's 3 MB forward pass
     sid = bench.store.create().id
     image = bench.add_sample(sid, "scene-1")["image"]
-    with pytest.raises(Exception, match=r"needs 3 MB .* \(2 MB\); upload a smaller image"):
+    explainer = bench.served("default").explainer
+    runs = []
+    forward = explainer.forward
+    monkeypatch.setattr(explainer, "forward", lambda *a, **k: runs.append(1) or forward(*a, **k))
+    with pytest.raises(SegcamError, match=r"needs 3 MB .* \(1 MB\); upload a smaller image"):
         bench.predict(sid, image, "default", None)
-    started = time.perf_counter()
-    with pytest.raises(Exception, match="needs 3 MB"):
-        bench.explain(sid, request(image))
-    assert time.perf_counter() - started < 0.5  # not run again
+    for _ in range(3):
+        with pytest.raises(SegcamError, match="needs 3 MB"):
+            bench.explain(sid, request(image))
+    assert len(runs) == 1  # not run again
 
 
 def test_arrays_in_another_layout_get_the_fix():
     bench = bench_of()
     sid = bench.store.create().id
-    with pytest.raises(Exception, match=r"\(64, 64, 3\).*np.moveaxis\(a, -1, 0\)"):
+    with pytest.raises(SegcamError, match=r"\(64, 64, 3\).*np.moveaxis\(a, -1, 0\)"):
         bench.add_picture(sid, "hwc.npy", torch.rand(64, 64, 3))
 
 
@@ -186,3 +217,21 @@ def test_an_empty_option_is_written_into_the_command(tmp_path):
     assert "--window none" in out["command"] and "window=None" in out["python"]
     args = build_parser().parse_args(out["command"].split()[1:])
     assert method_options(args, "seg-xres-cam")["window"] is None
+
+
+def test_failed_model_uploads_free_their_slot_and_the_limit_answers_409(tmp_path):
+    from segcam.models import UNet, save_weights
+
+    bench = bench_of(allow_model_upload=True, extra_models=1)
+    for _ in range(3):  # broken uploads never hold the one slot
+        with pytest.raises(SegcamError, match="bad.safetensors"):
+            bench.add_model("bad.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", None, None, None)
+    arch = {"num_classes": 6, "width": 4, "depth": 2}
+    save_weights(UNet(**arch).eval(), tmp_path / "m.safetensors", {"arch": arch})
+    info = bench.add_model("mine.safetensors", (tmp_path / "m.safetensors").read_bytes(), None, None, None)
+    assert info["name"].startswith("mine-")
+    with pytest.raises(SegcamError, match="its limit until it restarts") as refused:
+        bench.add_model("more.safetensors", (tmp_path / "m.safetensors").read_bytes(), None, None, None)
+    from segcam.apps.web.server import _status
+
+    assert _status(refused.value) == 409

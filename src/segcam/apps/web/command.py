@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=int, help="largest image or volume accepted, in pixels (default 2**24)")
     p.add_argument("--max-model-pixels", type=int, help="largest input a model is asked to explain, in pixels "
                    "after its preprocessing (default 2**20)")
-    p.add_argument("--cache-mb", type=int, default=1024, help="memory for kept forward passes (default 1024 MB)")
+    p.add_argument("--cache-mb", type=int, default=1024, help="memory for what the server keeps for its users: pictures (at most half), forward passes, results, "
+                   "hover tables (default 1024 MB)")
     p.add_argument("--allow-model-upload", action="store_true",
                    help="let users upload .safetensors weights of a known architecture (never pickles)")
     p.set_defaults(run=cmd_serve)

@@ -33,8 +33,8 @@ class WebConfig:
     ``max_upload_bytes`` caps a request body (uploads: 25 MB); ``max_pixels`` the spatial size of
     an uploaded image or volume, read from its header before anything is decoded;
     ``max_model_pixels`` that of what a model is asked to explain (after its preprocessing);
-    ``cache_bytes`` the memory of kept forward passes over all sessions (least recently used
-    dropped first); ``max_sessions`` the sessions kept (oldest dropped); ``max_images`` and
+    ``cache_bytes`` the memory of what is kept for all sessions — pictures (at most half),
+    forward passes, results, hover tables — least recently used dropped first; ``max_sessions`` the sessions kept (oldest dropped); ``max_images`` and
     ``max_results`` what one session keeps; ``max_jobs`` long explanations running at once;
     ``hover_bytes`` the largest precomputed table for maps that follow the cursor;
     ``work_limits`` the largest value of method options that set how much work one request may

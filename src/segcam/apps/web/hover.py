@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ... import LinearMaps, linear_method
-from ...errors import SegcamError
 from .sessions import ByteCache
 
 MAX_REFUSED = 4096  # keys remembered as not worth building (then forgotten all at once)
+MAX_PENDING = 4  # builds queued at once (each holds its forward pass); more hovers wait their turn
 
 
 class HoverTables:
@@ -41,31 +41,38 @@ class HoverTables:
 
     def get(self, key: tuple, method: Any, build: Callable[[], LinearMaps]) -> LinearMaps | None:
         """The table for ``key`` if built; otherwise ``None``, after starting ``build`` once
-        (for linear methods only; a build that fails is not tried again)."""
+        (for linear methods only, at most :data:`MAX_PENDING` queued; a table that failed or that
+        the cache could not keep is not built again)."""
         if not linear_method(method):
             return None
         table = self.cache.get(key)
         if table is not None:
             return table
         with self._lock:
-            if key in self._building or key in self._refused:
+            if key in self._building or key in self._refused or len(self._building) >= MAX_PENDING:
                 return None
             if len(self._refused) > MAX_REFUSED:
                 self._refused.clear()
             self._building.add(key)
-        self._pool.submit(self._build, key, build)
+        try:
+            self._pool.submit(self._build, key, build)
+        except RuntimeError:  # the server is stopping
+            with self._lock:
+                self._building.discard(key)
         return None
 
     def _build(self, key: tuple, build: Callable[[], LinearMaps]) -> None:
+        kept = False
         try:
             table = build()
             kept = self.cache.put(key, table, table.nbytes)
-        except SegcamError:  # too large, or a model forward-mode derivatives cannot go through
+        except Exception:  # noqa: BLE001 - too large, no forward-mode derivatives, or anything else: backward passes serve
             kept = False
-        with self._lock:
-            self._building.discard(key)
-            if not kept:  # never built again for this key (until the server restarts)
-                self._refused.add(key)
+        finally:
+            with self._lock:
+                self._building.discard(key)
+                if not kept:  # not built again for this key
+                    self._refused.add(key)
 
     def wait(self) -> None:
         """Block until the builds started so far are done (for tests and benchmarks)."""

@@ -22,7 +22,7 @@ class Cancelled(SegcamError):
 
 
 class TooMany(SegcamError):
-    """Too many jobs (or uploaded models) at once (HTTP 429)."""
+    """Too many jobs at once (HTTP 429)."""
 
 
 class Job:

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from ... import Explainer, LoadedModel, load_model
 from ...errors import SegcamError, closest
 from .config import ModelSpec, WebConfig
-from .jobs import TooMany
 from .uploads import check_model_size, loading_model, model_upload
 
 
@@ -66,6 +65,10 @@ class Served:
                 "class_names": self.explainer.class_names, "source": self.loaded.source}
 
 
+class Full(SegcamError):
+    """A limit that lasts until the server restarts (HTTP 409)."""
+
+
 class Catalogue:
     """The served models by name, safe to read while users upload more."""
 
@@ -97,8 +100,8 @@ class Catalogue:
         before anything is built.  At most ``config.extra_models`` uploads are kept."""
         with self._lock:
             if len(self._models) - len(self.config.models) + self._pending >= self.config.extra_models:
-                raise TooMany(f"the server already holds {self.config.extra_models} uploaded models; restart it "
-                              "or serve the model with --model.")
+                raise Full(f"this server already holds {self.config.extra_models} uploaded models, its limit until "
+                           "it restarts; serve your model on your own machine with segcam serve --model FILE.")
             self._uploads += 1
             label = name or f"{Path(filename).name.split('.')[0] or 'upload'}-{self._uploads}"
             if label in self._models:

@@ -3,8 +3,9 @@
 Points are ``[y, x]`` on the picture.  For a 2-D model the picture is what the model sees and
 each tool maps to one region kind (pixel, box, polygon, brush → mask, object → instance,
 class → predicted, all → everything).  For a 3-D model the picture is slice ``index`` along
-``axis`` of the volume: points get the slice's coordinate inserted, flat shapes become masks one
-slice thick, and an object is the predicted instance connected in 3-D.
+``axis`` of the volume: points get the slice's coordinate inserted, a box is one slice thick,
+polygons and brush strokes become masks on the slice, and an object is the predicted instance
+connected in 3-D.
 """
 
 from __future__ import annotations

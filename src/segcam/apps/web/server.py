@@ -2,8 +2,10 @@
 
 Every route is a plain function that FastAPI runs on its thread pool; all shared state lives in
 the workbench, which is safe to call from many threads.  Every error is JSON,
-``{"error": {"kind": ..., "message": ...}}``, with 404 for unknown ids, 413 for too-large
-uploads, 403 for model uploads that are switched off, 429 for too many jobs and 422 for
+``{"error": {"kind": ..., "message": ...}}``: 404 for unknown sessions, images, results, jobs
+and samples; 413 for anything over a size limit (an upload's bytes or pixels, a model input's
+pixels, a forward pass larger than the cache); 403 for model uploads that are switched off;
+409 when the uploaded models are at their limit; 429 for too many jobs at once; and 422 for
 anything else the user can fix (a bad file, class, layer, method, option or region).
 """
 
@@ -24,7 +26,7 @@ from ... import __version__
 from ...errors import SegcamError, TooLargeError
 from .config import WebConfig
 from .jobs import TooMany
-from .models import Served
+from .models import Full, Served
 from .schemas import ExplainRequest, ImageRequest, MaskingRequest, View, view_dict
 from .sessions import NotFound
 from .uploads import decode_upload
@@ -39,7 +41,7 @@ class Forbidden(SegcamError):
     """A switched-off feature (HTTP 403)."""
 
 
-STATUS = {NotFound: 404, TooLargeError: 413, Forbidden: 403, TooMany: 429}
+STATUS = {NotFound: 404, TooLargeError: 413, Forbidden: 403, Full: 409, TooMany: 429}
 
 
 def error_response(status: int, kind: str, message: str) -> JSONResponse:
@@ -177,7 +179,7 @@ def create_app(config: WebConfig | None = None, models: dict[str, Served] | None
 
     @app.get("/api/sessions/{session}/jobs/{job}")
     def job_status(session: str, job: str) -> dict[str, Any]:
-        return bench.job(session, job).status()
+        return bench.job_status(session, job)
 
     @app.delete("/api/sessions/{session}/jobs/{job}")
     def cancel_job(session: str, job: str) -> dict[str, Any]:
@@ -217,7 +219,8 @@ def _request(body: ExplainRequest) -> dict[str, Any]:
 
 class ServerThread:
     """A real uvicorn server for ``app`` on ``host`` (port 0: any free port) in a background
-    thread; ``url`` once started; ``stop()`` shuts it down.  For tests, notebooks and benchmarks."""
+    thread; ``url`` once started; ``stop()`` shuts it down and closes the app's workbench (its
+    jobs are cancelled; serve a new app afterwards).  For tests, notebooks and benchmarks."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
         import uvicorn

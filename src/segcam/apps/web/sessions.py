@@ -92,12 +92,15 @@ class ByteCache:
 
     Keys are tuples starting with the session id (then the image id where there is one), so a
     session's or an image's entries can be dropped together.  ``keep`` entries (the users'
-    pictures) are dropped only when nothing else is left to drop: forward passes and results can
-    be made again, an uploaded picture cannot.
+    pictures) take at most half the cap, oldest dropped first, and are never dropped for other
+    entries: forward passes and results can be made again, an uploaded picture cannot.  The other
+    half, :attr:`room`, is always there for forward passes, results and hover tables.
     """
 
     def __init__(self, cap: int):
         self.cap = cap
+        self.room = cap - cap // 2  # never held by keep entries
+        self._kept = 0  # bytes of keep entries
         self._items: OrderedDict[Hashable, tuple[Any, int, bool]] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
@@ -117,22 +120,23 @@ class ByteCache:
             return item[0]
 
     def put(self, key: Hashable, value: Any, size: int, keep: bool = False) -> bool:
-        """Keep ``value``, dropping the least recently used entries until the total fits: other
-        entries first, ``keep`` ones only for another ``keep`` one.  Whether ``value`` was kept
-        (a value that does not fit is not; the caller still has it for this request)."""
+        """Keep ``value``, dropping the least recently used entries until it fits: ``keep`` ones
+        for a ``keep`` one (within half the cap), others for others.  Whether ``value`` was kept
+        (a value over its share is not; the caller still has it for this request)."""
         with self._lock:
             self._pop(key)
-            if size > self.cap:
+            if size > (self.cap // 2 if keep else self.room):
                 return False
+            while keep and self._kept + size > self.cap // 2:
+                self._pop(next(k for k, item in self._items.items() if item[2]))
+                self.evictions += 1
             self._items[key] = (value, size, keep)
             self._total += size
+            self._kept += size if keep else 0
             while self._total > self.cap:
-                victim = next((k for k, item in self._items.items() if not item[2] and k != key), None)
-                if victim is None:  # only pictures left to drop: drop the oldest for a picture, else nothing
-                    victim = next(iter(self._items)) if keep else key
-                self._pop(victim)
+                self._pop(next(k for k, item in self._items.items() if not item[2]))
                 self.evictions += 1
-            return key in self._items
+            return True
 
     def drop(self, match: Callable[[Hashable], bool]) -> None:
         with self._lock:
@@ -143,6 +147,7 @@ class ByteCache:
         item = self._items.pop(key, None)
         if item is not None:
             self._total -= item[1]
+            self._kept -= item[1] if item[2] else 0
 
     def snapshot(self) -> list[Hashable]:
         """The keys, least recently used first."""
@@ -175,7 +180,7 @@ class SessionStore:
             while len(self._sessions) > self.max_sessions:
                 old, dropped = self._sessions.popitem(last=False)
                 self.cache.drop(lambda key, old=old: key[0] == old)
-                for job in dropped.jobs.values():  # nobody can read their results any more
+                for job in list(dropped.jobs.values()):  # nobody can read their results any more
                     job.cancel()
             return session
 
@@ -193,9 +198,9 @@ class SessionStore:
             session = self.get(session_id)
             image_id = new_id("i")
             if not self.cache.put((session_id, image_id, "picture"), picture, picture.raw.nbytes, keep=True):
-                raise TooLargeError(f"{picture.name} needs {picture.raw.nbytes // 2**20} MB, more than this server "
-                                    f"keeps for all users ({self.cache.cap // 2**20} MB); upload a smaller image "
-                                    "or start the server with a larger --cache-mb.")
+                raise TooLargeError(f"{picture.name} needs {picture.raw.nbytes / 2**20:.0f} MB, more than this server "
+                                    f"keeps for the pictures of all users ({self.cache.cap // 2 / 2**20:.0f} MB); "
+                                    "upload a smaller image or start the server with a larger --cache-mb.")
             session.images[image_id] = None
             while len(session.images) > self.max_images:
                 old, _ = session.images.popitem(last=False)
@@ -230,6 +235,11 @@ class SessionStore:
                 raise NotFound(f"unknown result {result_id!r} in this session (a session keeps its last "
                                f"{self.max_results} results while the server's memory allows); explain again.")
             return result
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's lock (re-entrant): hold it to change a session's jobs."""
+        return self._lock
 
     def sessions(self) -> list[Session]:
         with self._lock:

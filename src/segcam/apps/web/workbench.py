@@ -1,8 +1,9 @@
 """The web tool's engine, without HTTP: models, sessions, prediction, explanation, masking test.
 
 Each served model has one :class:`~segcam.Explainer`.  The forward pass of a picture is run once
-per (session, image, model, slice, layer) and kept in the session store's bounded cache with its
-autograd graph, so a new click costs one backward pass.  Calls into one model never interleave:
+per (session, image, model, layer) — and slice, for a 2-D model on a volume; a 3-D model has one
+per volume — and kept in the session store's bounded cache with its autograd graph, so a new
+click costs one backward pass.  Calls into one model never interleave:
 forward passes hold the model's lock (the engine's own guard), and backward passes over a kept
 graph take the same lock.  Long methods run unlocked between their guarded batches, so clicks
 from other users are served while a RISE job runs.
@@ -11,9 +12,8 @@ from other users are served while a RISE job runs.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +21,13 @@ import torch
 from torch import Tensor
 
 from ... import LinearMaps, Target, __version__, regions
-from ...core import INPUT, Forward, batch_size_for, model_lock
+from ...core import INPUT, Forward, model_lock
 from ...data import SAMPLES, load_image
 from ...errors import ImageError, ModelError, SegcamError, TooLargeError
-from ...methods import METHODS, create
+from ...methods import METHODS
 from . import pictures
 from .config import WebConfig
+from .forms import check_batch, checked_method, class_of, method_info
 from .hover import HoverTables
 from .jobs import Job, JobRunner, TooMany
 from .models import Catalogue, Served
@@ -61,38 +62,6 @@ class Prepared:
         return None if self.where else self.view
 
 
-def checked_method(name: str, options: dict[str, Any], limits: Mapping[str, int]) -> Any:
-    """The method, its options checked by the method and against the server's work ``limits``."""
-    method = create(name, options)
-    for option, limit in limits.items():
-        value = getattr(method, option, None)
-        if isinstance(value, int) and value > limit:
-            raise SegcamError(f"{option}={value} asks for more work than this server allows (at most {limit}); "
-                              f"lower {option} or run `segcam explain` on your own machine.")
-    return method
-
-
-def method_info(name: str, limits: Mapping[str, int]) -> dict[str, Any]:
-    """A registered method as the page's form needs it: its options with their JSON schemas
-    (maxima lowered to the server's work ``limits``)."""
-    cls = METHODS[name]
-    options = [{"name": s.name, "default": s.default if not isinstance(s.default, tuple) else list(s.default),
-                "help": s.help, "schema": _limited(s.kind.schema(), limits.get(s.name))} for s in cls.options()]
-    return {"name": name, "summary": cls.summary(), "on_input": cls.on_input, "gradients": cls.gradients,
-            "long": not cls.gradients, "options": options}
-
-
-def _limited(schema: dict[str, Any], limit: int | None) -> dict[str, Any]:
-    if limit is None or schema.get("type") != "integer":
-        return schema
-    return {**schema, "maximum": limit if schema.get("maximum") is None else min(schema["maximum"], limit)}
-
-
-def class_of(value: int | str) -> int | str:
-    """A class index or name as the page sends it; a string of digits is an index (as on the CLI)."""
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
-
-
 class Workbench:
     """Everything the server does, callable from many threads."""
 
@@ -104,7 +73,6 @@ class Workbench:
         self._defaults: dict[tuple[str, tuple[int, ...]], str] = {}
         self.runner = JobRunner(config.max_jobs)
         self.hover = HoverTables(self.store.cache, min(config.hover_bytes, config.cache_bytes))
-        self._jobs_lock = threading.Lock()
 
     def close(self) -> None:
         """Cancel every job and stop the background threads (when the server stops)."""
@@ -144,7 +112,7 @@ class Workbench:
         if raw.ndim not in (3, 4) or not bool(torch.isfinite(raw).all()):
             raise ImageError(f"{name}: an image must be (C, H, W) or a volume (C, D, H, W) of finite numbers, "
                              f"got shape {tuple(raw.shape)}; check the file.")
-        if raw.shape[0] > MAX_CHANNELS:
+        if raw.shape[0] > max(MAX_CHANNELS, *(m.loaded.preprocess.channels or 0 for m in self.models.all())):
             shape = tuple(raw.shape)
             raise ImageError(f"{name} has shape {shape}, read as {shape[0]} channels; segcam reads .npy images as "
                              "(C, H, W) and volumes as (C, D, H, W). Save an (H, W, C) picture as "
@@ -171,7 +139,7 @@ class Workbench:
             flat = raw.select(1 + where.axis, where.index).clone()
             return self._checked(Prepared(flat, served.preprocess(flat), served.display(flat),
                                           (where.axis, where.index), None))
-        shown = where.take(served.display(raw))
+        shown = where.take(served.display(raw)).clone()  # the slice only, not a view of the volume
         return self._checked(Prepared(raw, served.preprocess(raw), shown, (where.axis, where.index), where))
 
     def _checked(self, prepared: Prepared) -> Prepared:
@@ -202,11 +170,12 @@ class Workbench:
         if layer:
             return served.explainer.resolve_layer(layer)
         key = (served.name, tuple(x.shape))
-        if key not in self._defaults:
+        found = self._defaults.get(key)
+        if found is None:
             if len(self._defaults) > 1024:  # one entry per model and image size
                 self._defaults.clear()
-            self._defaults[key] = served.explainer.default_layer(x)
-        return self._defaults[key]
+            found = self._defaults[key] = served.explainer.default_layer(x)
+        return found
 
     def forward(self, session: str, image: str, served: Served, prepared: Prepared, layer: str) -> Forward:
         """The kept forward pass recording ``layer`` (run now if not kept)."""
@@ -214,6 +183,8 @@ class Workbench:
         fwd = self.store.cache.get(key)
         if isinstance(fwd, Forward):
             return fwd
+        if isinstance(fwd, str):  # known not to fit: not run again while the note is kept
+            raise TooLargeError(fwd)
         with model_lock(served.model):
             fwd = self.store.cache.get(key)
             if fwd is None:
@@ -222,12 +193,13 @@ class Workbench:
                 weights = [*served.model.parameters(), *served.model.buffers()]
                 size = forward_bytes([*saved.tensors, fwd.image, fwd.logits.values, *fwd.activations.values()],
                                      exclude=weights)
-                if size > self.store.cache.cap:
-                    self.store.cache.put(key, TooLargeError(_too_large(size, self.store.cache.cap)), 0)
-                    raise TooLargeError(_too_large(size, self.store.cache.cap))
+                if size > self.store.cache.room:
+                    note = _too_large(size, self.store.cache.room)
+                    self.store.cache.put(key, note, len(note))
+                    raise TooLargeError(note)
                 self.store.cache.put(key, fwd, size)
-        if isinstance(fwd, TooLargeError):  # known not to fit: not run again
-            raise fwd
+        if isinstance(fwd, str):
+            raise TooLargeError(fwd)
         return fwd
 
     def predict(self, session: str, image: str, model: str, view: dict[str, int] | None) -> dict[str, Any]:
@@ -278,7 +250,7 @@ class Workbench:
             raise SegcamError(f"method {method.name!r} runs many forward passes; start it as a job (POST "
                               f"/api/sessions/{session}/jobs with the same body), which reports progress and can "
                               "be cancelled — the page does this.")
-        _check_batch(method, prepared.x)
+        check_batch(method, prepared.x)
         layer = self.layer_for(served, prepared.x, request.get("layer"), method)
         fwd = self.forward(session, request["image"], served, prepared, layer)
         drawn = volume_region(request["region"], prepared.where, tuple(prepared.x.shape[1:])) if prepared.where \
@@ -303,7 +275,7 @@ class Workbench:
         full, mask = exp.map[0], exp.region[0]
         shown = prepared.where.take(full) if prepared.where else full
         command, python = commands(served, picture, exp, drawn, prepared.view)
-        title = f"{exp.method} · {exp.layer} · {exp.target.describe(served.explainer.class_names)}"
+        title = f"{exp.method} · {exp.layer} · {Target(exp.cls, drawn).describe(served.explainer.class_names)}"
         kept = Result(served.name, prepared.x, prepared.picture, full, mask, exp.cls, prepared.where, prepared.shown,
                       title, command, python)
         rid = self.store.add_result(session, kept, kept.nbytes)
@@ -316,21 +288,25 @@ class Workbench:
 
     # ------------------------------------------------------------------ jobs
     def start_job(self, session: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Run ``explain(request)`` in the background (for long methods); see :mod:`.jobs`."""
-        # bad options fail now, not in the job
-        checked_method(request["method"], request.get("options") or {}, self.config.work_limits)
-        jobs = self.store.get(session).jobs
-        with self._jobs_lock:
-            active = [j for j in jobs.values() if j.state in ("queued", "running")]
-            if len(active) >= MAX_ACTIVE_JOBS:
-                raise TooMany(f"this session already runs {len(active)} jobs; wait for one or cancel it.")
+        """Run ``explain(request)`` in the background (for long methods); see :mod:`.jobs`.
+        What can be checked now is (model, image, slice, method, options, batch size)."""
+        served = self.served(request["model"])
+        prepared = self.prepare(self.store.image(session, request["image"]), served, request.get("view"))
+        check_batch(checked_method(request["method"], request.get("options") or {}, self.config.work_limits),
+                    prepared.x)
+        with self.store.lock:  # the lock under which a dropped session's jobs are cancelled
+            jobs = self.store.get(session).jobs
+            active = sum(j.state in ("queued", "running") for j in jobs.values())
+            if active >= MAX_ACTIVE_JOBS:
+                raise TooMany(f"this session already runs {active} jobs; wait for one or cancel it.")
             queued = sum(j.state in ("queued", "running") for s in self.store.sessions() for j in s.jobs.values())
             if queued >= MAX_SERVER_JOBS:
                 raise TooMany(f"the server already runs {queued} jobs; try again in a moment.")
-            job = Job(lambda progress: self.explain(session, request, progress, background=True))
+            job = Job(lambda progress: _lean(self.explain(session, request, progress, background=True)))
             jobs[job.id] = job
-            while len(jobs) > MAX_KEPT_JOBS:
-                jobs.popitem(last=False)
+            finished = [k for k, j in jobs.items() if j.state not in ("queued", "running")]
+            for k in finished[:max(0, len(jobs) - MAX_KEPT_JOBS)]:
+                del jobs[k]
         self.runner.submit(job)
         return {"job": job.id}
 
@@ -340,6 +316,23 @@ class Workbench:
         if found is None:
             raise NotFound(f"unknown job {job!r} in this session; start it again.")
         return found
+
+    def job_status(self, session: str, job: str) -> dict[str, Any]:
+        """A job's state and progress, and once done its result (whose heatmap is read back from
+        the kept result: jobs hold no maps of their own)."""
+        status = self.job(session, job).status()
+        result = status.get("result")
+        if result is not None:
+            try:
+                kept = self.store.result(session, result["result"])
+            except NotFound:
+                status.pop("result")
+                status["state"] = "error"
+                status["error"] = {"kind": "NotFound", "message": "the job's result is no longer kept (the server's "
+                                   "memory cap); run the job again."}
+            else:
+                status["result"] = {**result, "heatmap": pictures.encode_bytes(kept.on_page(kept.map))}
+        return status
 
     def download(self, session: str, result: str, kind: str) -> tuple[bytes, str]:
         """A file of a kept result (see :mod:`.results`)."""
@@ -357,18 +350,15 @@ class Workbench:
                 "masked_png": pictures.data_url(pictures.png(pictures.display(r.on_page(out.masked_image))))}
 
 
+def _lean(response: dict[str, Any]) -> dict[str, Any]:
+    """A job's response without its heatmap (read back from the kept result when polled)."""
+    return {k: v for k, v in response.items() if k != "heatmap"}
+
+
 def _too_large(size: int, cap: int) -> str:
     return (f"this image's forward pass needs {size / 2**20:.0f} MB kept for its clicks, more than this server keeps "
             f"for all its users ({cap / 2**20:.0f} MB); upload a smaller image, or start the server with a larger "
             "--cache-mb or a smaller --max-model-pixels.")
-
-
-def _check_batch(method: Any, x: Tensor) -> None:
-    """A method's ``batch_size`` must fit the memory budget of modified inputs for this image."""
-    requested, largest = getattr(method, "batch_size", None), batch_size_for(x)
-    if isinstance(requested, int) and requested > largest:
-        raise SegcamError(f"batch_size={requested} is too large for a {'×'.join(map(str, x.shape[1:]))} image on "
-                          f"this server (at most {largest}); lower it or leave it empty (automatic).")
 
 
 def _rasterised(region: Any, fwd: Forward) -> Any:
