@@ -109,4 +109,4 @@ def test_forward_passes_make_room_but_pictures_stay():
         bench.predict(sid, image, "default", None)
         assert bench.store.cache.nbytes <= 7 * 2**20
     kinds = [k[-1] for k in bench.store.cache.snapshot()]
-    assert kinds.count("picture") == 3 and 4 <= len(kinds) <= 5 and bench.store.cache.evictions >= 4
+    assert kinds.count("images") == 3 and 4 <= len(kinds) <= 5 and bench.store.cache.evictions >= 4

@@ -86,7 +86,7 @@ def test_a_3d_model_keeps_one_forward_pass_for_every_slice(tmp_path):
     image = bench.add_picture(sid, "vol.npy", torch.rand(1, 8, 16, 16))["image"]
     for index in (1, 4, 6):
         bench.predict(sid, image, "u3", {"axis": 0, "index": index})
-    assert [k[-1] for k in bench.store.cache.snapshot()].count("picture") == 1 and len(bench.store.cache) == 2
+    assert [k[-1] for k in bench.store.cache.snapshot()].count("images") == 1 and len(bench.store.cache) == 2
 
 
 def test_a_volume_slice_for_a_2d_model_is_offered_as_the_commands_image(tmp_path, capsys):

@@ -194,47 +194,48 @@ class SessionStore:
             return session
 
     def add_image(self, session_id: str, picture: Picture) -> str:
-        with self._lock:
-            session = self.get(session_id)
-            image_id = new_id("i")
-            if not self.cache.put((session_id, image_id, "picture"), picture, picture.raw.nbytes, keep=True):
-                raise TooLargeError(f"{picture.name} needs {picture.raw.nbytes / 2**20:.0f} MB, more than this server "
-                                    f"keeps for the pictures of all users ({self.cache.cap // 2 / 2**20:.0f} MB); "
-                                    "upload a smaller image or start the server with a larger --cache-mb.")
-            session.images[image_id] = None
-            while len(session.images) > self.max_images:
-                old, _ = session.images.popitem(last=False)
-                self.cache.drop(lambda key, old=old: key[0] == session_id and key[1] == old)
-            return image_id
+        """Keep ``picture`` for the session (its oldest image dropped beyond ``max_images``)."""
+        image_id = self._add(session_id, "i", "images", picture, picture.raw.nbytes, self.max_images)
+        if image_id is None:
+            raise TooLargeError(f"{picture.name} needs {picture.raw.nbytes / 2**20:.0f} MB, more than this server "
+                                f"keeps for the pictures of all users ({self.cache.cap // 2 / 2**20:.0f} MB); "
+                                "upload a smaller image or start the server with a larger --cache-mb.")
+        return image_id
 
     def image(self, session_id: str, image_id: str) -> Picture:
-        with self._lock:
-            session = self.get(session_id)
-            picture = self.cache.get((session_id, image_id, "picture")) if image_id in session.images else None
-            if picture is None:
-                raise NotFound(f"unknown image {image_id!r} in this session (a session keeps its last "
-                               f"{self.max_images} images while the server's memory allows); upload it again.")
-            return picture
+        return self._get(session_id, "images", image_id, f"unknown image {image_id!r} in this session (a session "
+                         f"keeps its last {self.max_images} images while the server's memory allows); upload it again.")
 
     def add_result(self, session_id: str, result: Any, size: int) -> str:
-        with self._lock:
-            session = self.get(session_id)
-            result_id = new_id("r")
-            self.cache.put((session_id, result_id, "result"), result, size)
-            session.results[result_id] = None
-            while len(session.results) > self.max_results:
-                old, _ = session.results.popitem(last=False)
-                self.cache.drop(lambda key, old=old: key[0] == session_id and key[1] == old)
-            return result_id
+        """Keep ``result`` for the session (its oldest result dropped beyond ``max_results``; a result
+        the cache cannot keep is answered once and then unknown)."""
+        return self._add(session_id, "r", "results", result, size, self.max_results) or new_id("r")
 
     def result(self, session_id: str, result_id: str) -> Any:
+        return self._get(session_id, "results", result_id, f"unknown result {result_id!r} in this session (a session "
+                         f"keeps its last {self.max_results} results while the server's memory allows); explain again.")
+
+    def _add(self, session_id: str, prefix: str, listing: str, value: Any, size: int, limit: int) -> str | None:
+        """Put ``value`` in the cache (pictures as ``keep`` entries) and list its new id in the
+        session's ``listing``; ``None`` when the cache cannot keep it."""
         with self._lock:
-            session = self.get(session_id)
-            result = self.cache.get((session_id, result_id, "result")) if result_id in session.results else None
-            if result is None:
-                raise NotFound(f"unknown result {result_id!r} in this session (a session keeps its last "
-                               f"{self.max_results} results while the server's memory allows); explain again.")
-            return result
+            ids: OrderedDict[str, None] = getattr(self.get(session_id), listing)
+            new = new_id(prefix)
+            if not self.cache.put((session_id, new, listing), value, size, keep=listing == "images"):
+                return None
+            ids[new] = None
+            while len(ids) > limit:
+                old, _ = ids.popitem(last=False)
+                self.cache.drop(lambda key, old=old: key[0] == session_id and key[1] == old)
+            return new
+
+    def _get(self, session_id: str, listing: str, item_id: str, unknown: str) -> Any:
+        with self._lock:
+            found = self.cache.get((session_id, item_id, listing)) \
+                if item_id in getattr(self.get(session_id), listing) else None
+            if found is None:
+                raise NotFound(unknown)
+            return found
 
     @property
     def lock(self) -> threading.RLock:
