@@ -5,6 +5,7 @@ evidence (see :mod:`segcam.data.scenes` for the classes and the bias rules).  ``
 scenes on disk and the three bundled with segcam.  ``files``: :func:`load_image`,
 :func:`load_mask` and :func:`save_image`, bounded in memory for files from anyone, with NIfTI
 volumes (:mod:`segcam.data.nifti`: :func:`load_nifti_affine`, :func:`save_nifti`).
+``manifest``: :func:`iter_items` reads a folder, a glob or a CSV manifest as batch items.
 
 This package never imports the engine (``segcam.core``, ``methods``, ``explainer`` …) nor
 matplotlib.
@@ -21,6 +22,7 @@ from .files import (
     save_image,
     save_nifti,
 )
+from .manifest import Item, count_items, iter_items
 from .samples import SAMPLE_SEED, SAMPLES, bundle_samples, load_scene, pick_samples, sample_scenes, save_scene
 from .scenes import (
     BIASED_CLASS,
@@ -41,9 +43,12 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SAMPLES",
     "SAMPLE_SEED",
+    "Item",
     "Scene",
     "SceneConfig",
     "bundle_samples",
+    "count_items",
+    "iter_items",
     "load_image",
     "load_labels",
     "load_mask",
