@@ -1,0 +1,222 @@
+"""The batch map store: maps and metadata round trip, whole explanations only, NIfTI maps on the input's grid."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import nibabel
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from segcam.apps.batch import store as store_module
+from segcam.apps.batch.store import MAPS, MapStore, save_nifti_map
+from segcam.data import load_image, load_nifti_affine, save_nifti
+from segcam.errors import SegcamError
+
+KEY = "000012/c3-i0/seg-xres-cam/downs.2"
+ATTRS = {"image": "scans/ct-1.nii.gz", "index": 12, "target": {"cls": 3, "region": {"kind": "instance", "at": [1, 2]}},
+         "class": 3, "class_name": "car", "method": "seg-xres-cam", "options": {"pool": "max", "window": 2},
+         "layer": "downs.2", "score": -1.25, "shape": [17, 23], "empty": False, "note": None}
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (3, 5, 7)])
+def test_float16_maps_come_back_as_their_float16_rounding(tmp_path, shape):
+    values = torch.randn(shape) * 100
+    store = MapStore(tmp_path)
+    store.put(KEY, values)
+    got, _ = store.get(KEY)
+    assert got.dtype == torch.float32 and torch.equal(got, values.half().float())
+    torch.testing.assert_close(got, values, rtol=2**-11, atol=2**-24)
+    assert zarr.open_group(tmp_path / MAPS)[KEY]["map"].dtype == np.float16
+
+
+def test_float32_maps_come_back_exactly_in_one_chunk_with_named_axes(tmp_path):
+    values = torch.randn(4, 6, 8, dtype=torch.float64)
+    MapStore(tmp_path, dtype="float32").put(KEY, values)
+    got, _ = MapStore(tmp_path).get(KEY)  # reopened: what is on disk, in any store's dtype
+    assert torch.equal(got, values.float())
+    array = zarr.open_group(tmp_path / MAPS)[KEY]["map"]
+    assert array.dtype == np.float32 and array.chunks == array.shape == (4, 6, 8)
+    assert array.metadata.dimension_names == ("z", "y", "x")
+
+
+def test_attributes_round_trip_and_live_on_the_explanations_group(tmp_path):
+    MapStore(tmp_path).put(KEY, torch.rand(17, 23), attrs=ATTRS)
+    _, attrs = MapStore(tmp_path).get(KEY)
+    assert attrs == ATTRS
+    on_disk = json.loads((tmp_path / MAPS / KEY / "zarr.json").read_text())["attributes"]
+    assert on_disk == {**ATTRS, "complete": True}
+
+
+def test_layer_maps_are_kept_only_when_asked_for(tmp_path):
+    layer = torch.rand(4, 6)
+    kept = MapStore(tmp_path / "kept", layer_maps=True)
+    kept.put(KEY, torch.rand(16, 24), layer_map=layer)
+    kept.put("000012/c3-i0/rise/input", torch.rand(16, 24))  # a method without a layer
+    assert torch.equal(kept.layer_map(KEY), layer.half().float())
+    assert kept.layer_map("000012/c3-i0/rise/input") is None
+    names = zarr.open_group(kept.path)[KEY]["layer_map"].metadata.dimension_names
+    assert names == ("layer_y", "layer_x")
+    dropped = MapStore(tmp_path / "dropped")
+    dropped.put(KEY, torch.rand(16, 24), layer_map=layer)
+    assert dropped.layer_map(KEY) is None and "layer_map" not in zarr.open_group(dropped.path)[KEY]
+
+
+def test_keys_lists_the_complete_explanations_sorted(tmp_path):
+    store = MapStore(tmp_path)
+    for key in ("000002/c1/m/l", "000000/c1/m/l", "000000/c0/m/l"):
+        store.put(key, torch.rand(4, 4))
+    assert store.keys() == ["000000/c0/m/l", "000000/c1/m/l", "000002/c1/m/l"]
+    assert store.has("000002/c1/m/l") and not store.has("000001/c1/m/l") and not store.has("000002/c1")
+
+
+def _failing_after_the_data(monkeypatch):
+    """Make put die after writing the map's data, before the explanation is marked complete."""
+    write = store_module._write
+
+    def write_then_die(*args):
+        write(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_write", write_then_die)
+
+
+def test_a_half_written_explanation_never_looks_complete(tmp_path, monkeypatch):
+    store = MapStore(tmp_path)
+    with monkeypatch.context() as patch:
+        _failing_after_the_data(patch)
+        with pytest.raises(KeyboardInterrupt):
+            store.put(KEY, torch.rand(8, 8), attrs=ATTRS)
+    assert (tmp_path / MAPS / KEY / "map" / "zarr.json").is_file()  # the data is there …
+    assert not store.has(KEY) and store.keys() == []  # … but not the explanation
+    with pytest.raises(SegcamError, match="no complete explanation"):
+        store.get(KEY)
+    store.put(KEY, torch.ones(8, 8), attrs=ATTRS)  # a resumed run writes it again
+    assert store.has(KEY) and torch.equal(store.get(KEY)[0], torch.ones(8, 8))
+
+
+def test_replacing_an_explanation_hides_the_old_one_before_zarr_deletes_it(tmp_path, monkeypatch):
+    store = MapStore(tmp_path)
+    store.put(KEY, torch.zeros(8, 8))
+
+    def killed_while_deleting(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zarr.Group, "create_group", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(KEY, torch.ones(8, 8))
+    assert not store.has(KEY)
+
+
+def test_a_store_killed_mid_run_holds_whole_explanations_only(tmp_path):
+    script = textwrap.dedent(f"""
+        import torch
+        from segcam.apps.batch.store import MapStore
+        store = MapStore({str(tmp_path)!r})
+        for i in range(10_000):
+            store.put(f"{{i:06d}}/c0/m/l", torch.full((64, 64), float(i)), attrs={{"index": i}})
+            print(i, flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in child.stdout:
+            if int(line) >= 20:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    store = MapStore(tmp_path)
+    keys = store.keys()
+    assert len(keys) >= 21 and keys == [f"{i:06d}/c0/m/l" for i in range(len(keys))]
+    for i, key in enumerate(keys):
+        values, attrs = store.get(key)
+        assert attrs == {"index": i} and torch.equal(values, torch.full((64, 64), float(i)))
+    store.put(f"{len(keys):06d}/c0/m/l", torch.zeros(64, 64))  # the item in flight, redone
+    assert store.has(f"{len(keys):06d}/c0/m/l")
+
+
+def test_keys_must_not_nest(tmp_path):
+    store = MapStore(tmp_path)
+    store.put("000001/c1/m/l", torch.rand(4, 4))
+    with pytest.raises(SegcamError, match="lies inside the explanation '000001/c1/m/l'; keys must not nest"):
+        store.put("000001/c1/m/l/more", torch.rand(4, 4))
+    with pytest.raises(SegcamError, match="holds other explanations"):
+        store.put("000001/c1", torch.rand(4, 4))
+    assert store.keys() == ["000001/c1/m/l"]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dtype": "float64"}, "dtype must be 'float16'"),
+    ({"dtype": ["float16"]}, "dtype must be 'float16'"),
+    ({"layer_maps": 1}, "layer_maps must be True or False"),
+])
+def test_bad_settings_name_the_fix(tmp_path, kwargs, match):
+    with pytest.raises(SegcamError, match=match):
+        MapStore(tmp_path, **kwargs)
+
+
+def test_a_file_is_not_an_output_folder(tmp_path):
+    (tmp_path / "out").write_text("")
+    with pytest.raises(SegcamError, match="is a file; give a folder"):
+        MapStore(tmp_path / "out")
+    with pytest.raises(SegcamError, match="path must be the output folder"):
+        MapStore(None)
+
+
+@pytest.mark.parametrize("key", ["", "a//b", "../x", ".hidden/x", "a/__x", "a/zarr.json", "a b", 3, None])
+def test_bad_keys_name_the_fix(tmp_path, key):
+    with pytest.raises(SegcamError, match="key must be names of letters, digits"):
+        MapStore(tmp_path).put(key, torch.rand(4, 4))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"map": np.zeros((4, 4), np.float32)}, "map must be a floating-point torch.Tensor"),
+    ({"map": torch.zeros(4, 4, dtype=torch.int64)}, "convert it with"),
+    ({"map": torch.zeros(1, 2, 4, 4)}, r"got shape \(1, 2, 4, 4\); for a batch store each map, map\[b\]"),
+    ({"map": torch.zeros(0, 4)}, "one explanation's map"),
+    ({"map": torch.full((4, 4), float("nan"))}, "NaN or inf"),
+    ({"map": torch.full((4, 4), 7e4)}, "beyond float16's ±65504; open the store with dtype='float32'"),
+    ({"layer_map": torch.zeros(2, 2, 2)}, "layer_map has 3 axes and map 2"),
+    ({"attrs": {"score": torch.tensor(1.0)}}, r"JSON-ready .*\.item\(\)"),
+    ({"attrs": {"score": float("nan")}}, "NaN with None"),
+    ({"attrs": {"complete": True}}, "must not have the key 'complete'"),
+    ({"attrs": [("a", 1)]}, "attrs must be a dict"),
+])
+def test_bad_puts_name_the_fix_and_write_nothing(tmp_path, kwargs, match):
+    store = MapStore(tmp_path, layer_maps=True)
+    with pytest.raises(SegcamError, match=match):
+        store.put(KEY, **{"map": torch.zeros(4, 4), **kwargs})
+    assert store.keys() == [] and not (tmp_path / MAPS / "000012").exists()
+
+
+def test_a_float32_store_takes_large_values(tmp_path):
+    store = MapStore(tmp_path, dtype="float32")
+    store.put(KEY, torch.full((4, 4), 7e4))
+    assert torch.equal(store.get(KEY)[0], torch.full((4, 4), 7e4))
+
+
+def test_a_nifti_map_lies_on_the_inputs_grid(tmp_path):
+    affine = np.array([[0, 0, 2.5, -30], [0, 0.8, 0, 12], [-0.8, 0, 0, 40], [0, 0, 0, 1]])
+    save_nifti(tmp_path / "ct.nii.gz", np.zeros((5, 6, 7), np.float32), affine)
+    heatmap = torch.rand(5, 6, 7)
+    save_nifti_map(tmp_path / "map.nii.gz", heatmap, load_nifti_affine(tmp_path / "ct.nii.gz"))
+    written = nibabel.load(tmp_path / "map.nii.gz")
+    np.testing.assert_array_equal(written.affine, nibabel.load(tmp_path / "ct.nii.gz").affine)
+    np.testing.assert_allclose(written.affine, affine, rtol=1e-7)  # NIfTI-1 keeps the sform as float32
+    assert written.shape == (7, 6, 5) and written.get_data_dtype() == np.float32
+    assert torch.equal(load_image(tmp_path / "map.nii.gz")[0], heatmap)
+
+
+@pytest.mark.parametrize(("heatmap", "match"), [
+    (torch.rand(1, 5, 6, 7), r"for a batch save each map, map\[b\]"),
+    (np.zeros((5, 6, 7)), "floating-point map"),
+])
+def test_a_nifti_map_must_be_one_map(tmp_path, heatmap, match):
+    with pytest.raises(SegcamError, match=match):
+        save_nifti_map(tmp_path / "map.nii.gz", heatmap, np.eye(4))
