@@ -1,4 +1,4 @@
-"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train, evaluate, serve.
+"""The ``segcam`` command line: explain, layers, methods, sweep, progress, demo, train, evaluate, serve, batch.
 
 Method options are flags made from the methods themselves (:mod:`.method_flags`); errors print
 one line and exit with status 2.
@@ -20,6 +20,7 @@ from torch import Tensor
 from .. import Explainer, LoadedModel, SegcamError, Target, load_model, regions
 from ..data import DEFAULT_MAX_PIXELS, load_image, load_mask
 from ..methods import METHODS
+from .batch.command import add_parser as add_batch_parser
 from .evaluate import add_parser as add_evaluate_parser
 from .method_flags import add_method_flags, method_options
 from .web.command import add_parser as add_serve_parser
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub, _positive, DEFAULT_MAX_PIXELS)
     add_serve_parser(sub)
+    add_batch_parser(sub, _positive)
+    _add_input(sub.choices["batch"])
     return parser
 
 

@@ -1,0 +1,158 @@
+"""The local batch engine: items → read ahead → one forward pass per item and method → every
+target's map → ``maps.zarr`` and ``explanations.parquet``, resumable.
+
+For each item (in the input's order) the image is preprocessed for the model, its targets are
+made from the prediction (see :mod:`.targets`), and each method explains all of them at every
+layer with :meth:`segcam.Explainer.explain_many` (one forward pass, a backward pass per target).
+Each explanation's map goes to the :class:`~.store.MapStore` first and its row to the
+:class:`~.table.TableWriter` after, so a row means a whole map; a re-run skips the keys the
+table already holds and a killed run loses at most the rows not yet flushed.  A file that cannot
+be read, or an item whose explanation fails, becomes one row with its ``error``, and the run
+goes on.  Maps of NIfTI inputs are also written as NIfTI with the input's affine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from ... import Explainer, LoadedModel, SegcamError, load_model
+from ...core import INPUT
+from ...data import DEFAULT_MAX_PIXELS, count_items, iter_items
+from ...methods import METHODS
+from .decode import Decoded, decoded
+from .store import MapStore, save_nifti_map
+from .table import TableWriter, done_keys
+from .targets import TargetSpec, parse_targets, targets_for
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What a batch run explains and how: ``targets`` (a :class:`~.targets.TargetSpec` or its
+    text, e.g. ``"instances:1,3"``), ``methods`` with their ``options`` by method name,
+    ``layers`` (``None``: the default layer), map ``dtype``, ``layer_maps`` kept or not,
+    ``workers`` reading files ahead (0: in this process), ``csv`` next to the Parquet table."""
+
+    targets: TargetSpec | str = "predicted"
+    methods: tuple[str, ...] = ("seg-grad-cam",)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    layers: tuple[str, ...] | None = None
+    dtype: str = "float16"
+    layer_maps: bool = False
+    workers: int = 2
+    ahead: int = 8
+    csv: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    flush_every: int = 256
+
+    def spec(self) -> TargetSpec:
+        return self.targets if isinstance(self.targets, TargetSpec) else parse_targets(self.targets)
+
+
+@dataclass
+class Summary:
+    """What a run did: explanations written and skipped (already done), items that failed."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    by_class_method: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.written} explanations written, {self.skipped} already done, {self.failed} items failed "
+               f"({self.seconds:.1f} s)"]
+        for (cls, method), scores in sorted(self.by_class_method.items()):
+            out.append(f"  {cls:<24} {method:<16} {len(scores):>6} maps, mean score {sum(scores) / len(scores):.4g}")
+        return out
+
+
+def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel = "default",
+              weights: str | None = None, num_classes: int | None = None, config: BatchConfig | None = None,
+              progress: Progress | None = None) -> Summary:
+    """Explain every item of ``inputs`` (folder, glob or CSV manifest) into ``out``; see the
+    module docstring.  ``model`` is a spec as for ``segcam explain`` or a loaded model."""
+    config = config or BatchConfig()
+    spec = config.spec()
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights,
+                                                                      num_classes=num_classes)
+    explainer = Explainer.from_loaded(loaded)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = done_keys(out)
+    store = MapStore(out, dtype=config.dtype, layer_maps=config.layer_maps)
+    total = count_items(inputs)
+    summary, start = Summary(), time.perf_counter()
+    with TableWriter(out, flush_every=config.flush_every, csv=config.csv) as table:
+        items = decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead, max_pixels=config.max_pixels)
+        for n, d in enumerate(items, 1):
+            _item(d, loaded, explainer, spec, config, store, table, done, summary, out)
+            if progress is not None:
+                progress(n, total, d.item.name)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _item(d: Decoded, loaded: LoadedModel, explainer: Explainer, spec: TargetSpec, config: BatchConfig,
+          store: MapStore, table: TableWriter, done: set[str], summary: Summary, out: Path) -> None:
+    prefix = f"{d.item.index:06d}"
+    base = {"index": d.item.index, "image": str(d.item.image)}
+    try:
+        if d.error is not None:
+            raise SegcamError(d.error)
+        x = loaded.preprocess(d.image)
+        predicted = explainer.forward(x).predicted[0]
+        targets = targets_for(spec, predicted, d.truth, d.item.targets, explainer.class_names)
+        for method in config.methods:
+            _method(d, x, targets, method, explainer, config, store, table, done, summary, out, prefix, base)
+    except SegcamError as e:
+        key = f"{prefix}/error"
+        summary.failed += 1
+        if key not in done:
+            table.append({**base, "key": key, "error": str(e)})
+
+
+def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: str, explainer: Explainer,
+            config: BatchConfig, store: MapStore, table: TableWriter, done: set[str], summary: Summary, out: Path,
+            prefix: str, base: dict[str, Any]) -> None:
+    on_input = METHODS[method].on_input if method in METHODS else False
+    if on_input:
+        layers, names = None, [INPUT]
+    else:
+        names = [explainer.resolve_layer(n) for n in config.layers] if config.layers else \
+            [explainer.default_layer(x)]
+        layers = names
+    todo = [(k, t) for k, t in targets if not all(f"{prefix}/{k}/{method}/{n}" in done for n in names)]
+    summary.skipped += len(targets) - len(todo)
+    if not todo:
+        return
+    start = time.perf_counter()
+    exps = explainer.explain_many(x, [t for _, t in todo], method=method, layer=layers,
+                                  **dict(config.options.get(method, {})))
+    seconds = (time.perf_counter() - start) / max(1, len(todo) * len(exps.layers))
+    for k, (tkey, target) in enumerate(todo):
+        for layer in exps.layers:
+            exp = exps[k, layer]
+            key = f"{prefix}/{tkey}/{method}/{layer}"
+            name = exp.class_name or str(exp.cls)
+            attrs = {**base, "target": target.to_dict(), "class": exp.cls, "class_name": name, "method": method,
+                     "options": exp.options, "layer": layer, "score": float(exp.score[0])}
+            store.put(key, exp.map[0], layer_map=exp.layer_map[0], attrs=attrs)
+            if d.affine is not None:
+                (out / "nifti").mkdir(exist_ok=True)
+                save_nifti_map(out / "nifti" / f"{key.replace('/', '__')}.nii.gz", exp.map[0], d.affine)
+            table.append({**base, "key": key, "target": tkey, "target_json": json.dumps(target.to_dict()),
+                          "class": exp.cls, "class_name": name, "method": method,
+                          "options": json.dumps(exp.options, sort_keys=True), "layer": layer,
+                          "score": float(exp.score[0]), "region_pixels": int(exp.region[0].sum()),
+                          "seconds": seconds, "error": None})
+            summary.written += 1
+            summary.by_class_method.setdefault((name, method), []).append(float(exp.score[0]))

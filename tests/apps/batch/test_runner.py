@@ -1,0 +1,129 @@
+"""The local batch engine end to end: the maps and rows equal single explanations, bad files
+become rows, NIfTI maps keep the input's affine, and a killed run resumes where it stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import segcam
+from segcam.apps.batch.runner import BatchConfig, run_batch
+from segcam.apps.batch.store import MapStore
+from segcam.apps.batch.table import done_keys
+from segcam.data import SAMPLES, load_image, save_nifti
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("scene-1.png", "scene-2.png"):
+        shutil.copy(SAMPLES / name, images / name)
+    (images / "scene-0-broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    return images
+
+
+def table(out):
+    return pq.read_table(out / "explanations.parquet").to_pylist()
+
+
+def test_maps_and_rows_equal_single_explanations(folder, tmp_path):
+    out = tmp_path / "out"
+    config = BatchConfig(methods=("seg-grad-cam", "seg-xres-cam"), layers=("downs.1", "downs.2"), workers=0,
+                         dtype="float32")
+    summary = run_batch(folder, out, config=config)
+    rows = table(out)
+    errors = [r for r in rows if r["error"]]
+    assert [r["key"] for r in errors] == ["000000/error"] and "broken" in errors[0]["error"]
+    assert summary.failed == 1 and summary.written == len(rows) - 1 > 0
+    loaded = segcam.load_model("default")
+    explainer = segcam.Explainer.from_loaded(loaded)
+    store = MapStore(out, dtype="float32")
+    for row in rows:
+        if row["error"]:
+            continue
+        image = loaded.preprocess(load_image(row["image"]))
+        target = segcam.Target.from_dict(__import__("json").loads(row["target_json"]))
+        exp = explainer.explain(image, target, method=row["method"], layer=row["layer"])
+        stored, attrs = store.get(row["key"])
+        assert torch.allclose(stored, exp.map[0], atol=1e-6) and attrs["score"] == pytest.approx(row["score"])
+        assert row["score"] == pytest.approx(float(exp.score[0]), rel=1e-5)
+    keys = {r["key"].split("/")[2] for r in rows if not r["error"]}
+    assert keys == {"seg-grad-cam", "seg-xres-cam"}
+
+
+def test_a_second_run_skips_what_is_done(folder, tmp_path):
+    out = tmp_path / "out"
+    first = run_batch(folder, out, config=BatchConfig(workers=0))
+    again = run_batch(folder, out, config=BatchConfig(workers=0))
+    assert again.written == 0 and again.skipped == first.written and len(table(out)) == first.written + 1
+
+
+def test_nifti_inputs_get_nifti_maps_with_their_affine(tmp_path):
+    import nibabel as nib
+
+    from segcam.models import UNet, save_weights
+
+    arch = {"num_classes": 3, "in_channels": 1, "width": 4, "depth": 2, "dims": 3}
+    torch.manual_seed(0)
+    save_weights(UNet(**arch).eval(), tmp_path / "u3.safetensors", {"arch": arch})
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    (tmp_path / "vols").mkdir()
+    save_nifti(tmp_path / "vols" / "ct.nii.gz", np.random.default_rng(0).random((8, 16, 16)).astype(np.float32),
+               affine)
+    out = tmp_path / "out"
+    run_batch(tmp_path / "vols", out, model=str(tmp_path / "u3.safetensors"),
+              config=BatchConfig(workers=0, targets="predicted:0,1,2"))  # a random model: mostly class 0
+    written = sorted((out / "nifti").glob("*.nii.gz"))
+    assert written and all(np.allclose(nib.load(p).affine, affine) for p in written)
+    assert nib.load(written[0]).shape == (16, 16, 8)  # (X, Y, Z) as the input
+
+
+SCRIPT = """
+import sys, time
+from segcam.apps.batch.runner import BatchConfig, run_batch
+def slow(done, total, name):
+    time.sleep(0.3)
+run_batch(sys.argv[1], sys.argv[2], config=BatchConfig(workers=0, flush_every=1), progress=slow)
+"""
+
+
+def test_a_killed_run_resumes_and_ends_as_a_clean_run(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(8):
+        shutil.copy(SAMPLES / f"scene-{i % 3 + 1}.png", images / f"img{i}.png")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(images), str(killed)], env=env)
+    deadline = time.monotonic() + 60
+    while len(done_keys(killed)) < 4 if killed.exists() else True:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = done_keys(killed)
+    assert 4 <= len(partial) and not (killed / "explanations.parquet").exists()
+    resumed = run_batch(images, killed, config=BatchConfig(workers=0))
+    run_batch(images, clean, config=BatchConfig(workers=0))
+    assert resumed.skipped >= len(partial) - 1
+    got = {(r["key"], round(r["score"], 4)) for r in table(killed)}
+    assert got == {(r["key"], round(r["score"], 4)) for r in table(clean)}
+
+
+def test_the_command_line_writes_the_outputs_and_a_summary(folder, tmp_path, capsys):
+    from segcam.apps.cli import main
+
+    assert main(["batch", str(folder), "--out", str(tmp_path / "o"), "--workers", "2", "--csv"]) == 0
+    printed = capsys.readouterr().out
+    assert "explanations written" in printed and "1 items failed" in printed
+    assert (tmp_path / "o" / "explanations.csv").exists() and (tmp_path / "o" / "maps.zarr").is_dir()
