@@ -75,13 +75,27 @@ class Summary:
         return out
 
 
+@dataclass
+class Record:
+    """One finished explanation (``map`` set) or one failed item (``row["error"]`` set), as
+    computed by :func:`explain_item` wherever the model lives (here, or a Ray actor) and written
+    by :func:`write` in the run's one writing process."""
+
+    key: str
+    row: dict[str, Any]
+    map: Tensor | None = None
+    layer_map: Tensor | None = None
+    attrs: dict[str, Any] | None = None
+    affine: Any = None
+
+
 def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel = "default",
               weights: str | None = None, num_classes: int | None = None, config: BatchConfig | None = None,
               progress: Progress | None = None) -> Summary:
     """Explain every item of ``inputs`` (folder, glob or CSV manifest) into ``out``; see the
     module docstring.  ``model`` is a spec as for ``segcam explain`` or a loaded model."""
     config = config or BatchConfig()
-    spec = config.spec()
+    config.spec()  # a bad target spec fails before anything is read
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights,
                                                                       num_classes=num_classes)
     explainer = Explainer.from_loaded(loaded)
@@ -94,15 +108,37 @@ def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel =
     with TableWriter(out, flush_every=config.flush_every, csv=config.csv) as table:
         items = decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead, max_pixels=config.max_pixels)
         for n, d in enumerate(items, 1):
-            _item(d, loaded, explainer, spec, config, store, table, done, summary, out)
+            records, skipped = explain_item(d, loaded, explainer, config, done)
+            summary.skipped += skipped
+            write(records, store, table, done, summary, out)
             if progress is not None:
                 progress(n, total, d.item.name)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _item(d: Decoded, loaded: LoadedModel, explainer: Explainer, spec: TargetSpec, config: BatchConfig,
-          store: MapStore, table: TableWriter, done: set[str], summary: Summary, out: Path) -> None:
+def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: set[str], summary: Summary,
+          out: Path) -> None:
+    """Maps first, then rows (a row means a whole map); a failed item's row once."""
+    for r in records:
+        if r.map is None:
+            summary.failed += 1
+            if r.key not in done:
+                table.append(r.row)
+            continue
+        store.put(r.key, r.map, layer_map=r.layer_map, attrs=r.attrs)
+        if r.affine is not None:
+            (out / "nifti").mkdir(exist_ok=True)
+            save_nifti_map(out / "nifti" / f"{r.key.replace('/', '__')}.nii.gz", r.map, r.affine)
+        table.append(r.row)
+        summary.written += 1
+        summary.by_class_method.setdefault((r.row["class_name"], r.row["method"]), []).append(r.row["score"])
+
+
+def explain_item(d: Decoded, loaded: LoadedModel, explainer: Explainer, config: BatchConfig,
+                 done: set[str]) -> tuple[list[Record], int]:
+    """The records of one decoded item (every target × method × layer not in ``done``), and how
+    many targets × methods were skipped as done.  Writes nothing."""
     prefix = f"{d.item.index:06d}"
     base = {"index": d.item.index, "image": str(d.item.image)}
     try:
@@ -110,19 +146,20 @@ def _item(d: Decoded, loaded: LoadedModel, explainer: Explainer, spec: TargetSpe
             raise SegcamError(d.error)
         x = loaded.preprocess(d.image)
         predicted = explainer.forward(x).predicted[0]
-        targets = targets_for(spec, predicted, d.truth, d.item.targets, explainer.class_names)
+        targets = targets_for(config.spec(), predicted, d.truth, d.item.targets, explainer.class_names)
+        records: list[Record] = []
+        skipped = 0
         for method in config.methods:
-            _method(d, x, targets, method, explainer, config, store, table, done, summary, out, prefix, base)
+            found, skip = _method(d, x, targets, method, explainer, config, done, prefix, base)
+            records += found
+            skipped += skip
+        return records, skipped
     except SegcamError as e:
-        key = f"{prefix}/error"
-        summary.failed += 1
-        if key not in done:
-            table.append({**base, "key": key, "error": str(e)})
+        return [Record(f"{prefix}/error", {**base, "key": f"{prefix}/error", "error": str(e)})], 0
 
 
 def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: str, explainer: Explainer,
-            config: BatchConfig, store: MapStore, table: TableWriter, done: set[str], summary: Summary, out: Path,
-            prefix: str, base: dict[str, Any]) -> None:
+            config: BatchConfig, done: set[str], prefix: str, base: dict[str, Any]) -> tuple[list[Record], int]:
     on_input = METHODS[method].on_input if method in METHODS else False
     if on_input:
         layers, names = None, [INPUT]
@@ -131,28 +168,24 @@ def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: s
             [explainer.default_layer(x)]
         layers = names
     todo = [(k, t) for k, t in targets if not all(f"{prefix}/{k}/{method}/{n}" in done for n in names)]
-    summary.skipped += len(targets) - len(todo)
     if not todo:
-        return
+        return [], len(targets)
     start = time.perf_counter()
     exps = explainer.explain_many(x, [t for _, t in todo], method=method, layer=layers,
                                   **dict(config.options.get(method, {})))
     seconds = (time.perf_counter() - start) / max(1, len(todo) * len(exps.layers))
+    records = []
     for k, (tkey, target) in enumerate(todo):
         for layer in exps.layers:
             exp = exps[k, layer]
             key = f"{prefix}/{tkey}/{method}/{layer}"
             name = exp.class_name or str(exp.cls)
+            score = float(exp.score[0])
             attrs = {**base, "target": target.to_dict(), "class": exp.cls, "class_name": name, "method": method,
-                     "options": exp.options, "layer": layer, "score": float(exp.score[0])}
-            store.put(key, exp.map[0], layer_map=exp.layer_map[0], attrs=attrs)
-            if d.affine is not None:
-                (out / "nifti").mkdir(exist_ok=True)
-                save_nifti_map(out / "nifti" / f"{key.replace('/', '__')}.nii.gz", exp.map[0], d.affine)
-            table.append({**base, "key": key, "target": tkey, "target_json": json.dumps(target.to_dict()),
-                          "class": exp.cls, "class_name": name, "method": method,
-                          "options": json.dumps(exp.options, sort_keys=True), "layer": layer,
-                          "score": float(exp.score[0]), "region_pixels": int(exp.region[0].sum()),
-                          "seconds": seconds, "error": None})
-            summary.written += 1
-            summary.by_class_method.setdefault((name, method), []).append(float(exp.score[0]))
+                     "options": exp.options, "layer": layer, "score": score}
+            row = {**base, "key": key, "target": tkey, "target_json": json.dumps(target.to_dict()),
+                   "class": exp.cls, "class_name": name, "method": method,
+                   "options": json.dumps(exp.options, sort_keys=True), "layer": layer, "score": score,
+                   "region_pixels": int(exp.region[0].sum()), "seconds": seconds, "error": None}
+            records.append(Record(key, row, exp.map[0], exp.layer_map[0], attrs, d.affine))
+    return records, len(targets) - len(todo)
