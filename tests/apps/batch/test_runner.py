@@ -127,3 +127,31 @@ def test_the_command_line_writes_the_outputs_and_a_summary(folder, tmp_path, cap
     printed = capsys.readouterr().out
     assert "explanations written" in printed and "1 items failed" in printed
     assert (tmp_path / "o" / "explanations.csv").exists() and (tmp_path / "o" / "maps.zarr").is_dir()
+
+
+@pytest.mark.parametrize("kind", ["predicted", "instances:1,3", "truth", "manifest"])
+def test_every_target_kind_from_a_manifest_and_a_glob(tmp_path, kind):
+    import csv
+    import json
+
+    from segcam.data import sample_scenes
+
+    scene = sample_scenes()[0]
+    np.save(tmp_path / "labels.npy", scene.labels.numpy())
+    target = {"cls": 1, "region": {"kind": "box", "start": [0, 0], "stop": [32, 32]}}
+    with (tmp_path / "m.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["image", "mask", "targets"],
+                                 [str(SAMPLES / "scene-1.png"), "labels.npy", json.dumps([target])]])
+    out = tmp_path / kind.split(":")[0]
+    run_batch(tmp_path / "m.csv", out, config=BatchConfig(workers=0, targets=kind))
+    keys = [r["key"].split("/")[1] for r in table(out)]
+    expected = {"predicted": lambda k: k.startswith("c") and "-" not in k,
+                "instances": lambda k: k.startswith(("c1-i", "c3-i")),
+                "truth": lambda k: k.startswith("t"), "manifest": lambda k: k == "m0"}[kind.split(":")[0]]
+    assert keys and all(expected(k) for k in keys), keys
+    if kind == "truth":
+        classes = sorted(int(c) for c in scene.labels.unique() if c != 0)
+        assert sorted(int(k[1:]) for k in keys) == classes
+    glob_out = tmp_path / "glob"
+    run_batch(str(SAMPLES / "scene-*.png"), glob_out, config=BatchConfig(workers=0))
+    assert {r["image"] for r in table(glob_out)} == {str(p) for p in sorted(SAMPLES.glob("scene-*.png"))}
