@@ -1,11 +1,16 @@
-"""``segcam batch INPUT --out DIR``: the local engine from the command line (``pip install 'segcam[batch]'``)."""
+"""``segcam batch INPUT --out DIR``: the local or the Ray engine from the command line
+(``pip install 'segcam[batch]'``; ``'segcam[ray]'`` for ``--engine ray``)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 from ..evaluate import ProgressBar
-from .runner import BatchConfig, run_batch
+from .metrics import METRICS
+from .ray_engine import RayConfig, run_batch_ray
+from .runner import BatchConfig, Summary, run_batch
 
 
 def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
@@ -23,17 +28,42 @@ def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
     p.add_argument("--float32", action="store_true", help="store maps as float32 (default float16)")
     p.add_argument("--layer-maps", action="store_true", help="also store each map at its layer's resolution")
     p.add_argument("--csv", action="store_true", help="also write explanations.csv")
+    p.add_argument("--metrics", type=_names, default=(),
+                   help=f"comma-separated metrics per explanation: {','.join(METRICS)} (default none)")
+    p.add_argument("--overlays", action="store_true", help="also write an overlay PNG per explanation to DIR/overlays")
     p.add_argument("--workers", type=int, default=2, help="processes reading files ahead of the model (0: none)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine; ray: a pool of Ray actors (pip install 'segcam[ray]')")
+    p.add_argument("--actors", type=positive, default=1, help="with --engine ray: actors, each holding one model")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --engine ray: GPUs per actor (0.5 shares)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="with --engine ray: CPUs (torch threads) per actor")
+    p.add_argument("--address", help="with --engine ray: a running cluster to join ('auto', 'ray://head:10001'); "
+                                     "default: a local Ray instance")
     p.set_defaults(run=cmd_batch)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``a,b,c`` → ``("a", "b", "c")`` (checked by :class:`~.runner.BatchConfig`)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     config = BatchConfig(targets=args.targets, methods=tuple(args.methods),
                          layers=tuple(args.layers) if args.layers else None,
                          dtype="float32" if args.float32 else "float16", layer_maps=args.layer_maps,
-                         workers=args.workers, csv=args.csv, max_pixels=args.max_pixels)
-    summary = run_batch(args.input, args.out, model=args.model, weights=args.weights, num_classes=args.num_classes,
-                        config=config, progress=ProgressBar())
+                         workers=args.workers, csv=args.csv, max_pixels=args.max_pixels,
+                         metrics=args.metrics, overlays=args.overlays)
+    summary = _engine(args)(args.input, args.out, model=args.model, weights=args.weights,
+                            num_classes=args.num_classes, config=config, progress=ProgressBar())
     for line in summary.lines():
         print(line)
     return 0
+
+
+def _engine(args: argparse.Namespace) -> Callable[..., Summary]:
+    """``run_batch``, or ``run_batch_ray`` with the Ray options of ``args``."""
+    if args.engine == "local":
+        return run_batch
+    ray = RayConfig(actors=args.actors, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
+                    address=args.address)
+    return partial(run_batch_ray, ray=ray)

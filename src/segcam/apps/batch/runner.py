@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ from torch import Tensor
 from ... import Explainer, LoadedModel, SegcamError, load_model
 from ...core import INPUT
 from ...data import DEFAULT_MAX_PIXELS, count_items, iter_items
+from ...evaluation import Scoring
 from ...methods import METHODS
 from .decode import Decoded, decoded
+from .metrics import Overlay, check_metrics, measure, reference_labels, save_batch_overlay
 from .store import MapStore, save_nifti_map
 from .table import TableWriter, done_keys
 from .targets import TargetSpec, parse_targets, targets_for
@@ -39,7 +41,9 @@ class BatchConfig:
     """What a batch run explains and how: ``targets`` (a :class:`~.targets.TargetSpec` or its
     text, e.g. ``"instances:1,3"``), ``methods`` with their ``options`` by method name,
     ``layers`` (``None``: the default layer), map ``dtype``, ``layer_maps`` kept or not,
-    ``workers`` reading files ahead (0: in this process), ``csv`` next to the Parquet table."""
+    ``workers`` reading files ahead (0: in this process), ``csv`` next to the Parquet table;
+    ``metrics`` (see :mod:`.metrics`: masking, deletion, insertion, evidence) measured as
+    ``scoring`` says, and an overlay PNG per explanation in ``DIR/overlays`` with ``overlays``."""
 
     targets: TargetSpec | str = "predicted"
     methods: tuple[str, ...] = ("seg-grad-cam",)
@@ -52,6 +56,16 @@ class BatchConfig:
     csv: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     flush_every: int = 256
+    metrics: tuple[str, ...] = ()
+    scoring: Scoring = Scoring()
+    overlays: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", check_metrics(self.metrics))
+        if not isinstance(self.scoring, Scoring):
+            raise SegcamError(f"scoring must be a segcam.evaluation.Scoring, got {type(self.scoring).__name__}.")
+        if not isinstance(self.overlays, bool):
+            raise SegcamError(f"overlays must be True or False, got {self.overlays!r}.")
 
     def spec(self) -> TargetSpec:
         return self.targets if isinstance(self.targets, TargetSpec) else parse_targets(self.targets)
@@ -87,6 +101,7 @@ class Record:
     layer_map: Tensor | None = None
     attrs: dict[str, Any] | None = None
     affine: Any = None
+    overlay: Overlay | None = None
 
 
 def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel = "default",
@@ -102,17 +117,28 @@ def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = done_keys(out)
+    items = decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead, max_pixels=config.max_pixels)
+    results = ((*explain_item(d, loaded, explainer, config, done), d.item.name) for d in items)
+    return write_all(results, out, config, done, count_items(inputs), progress)
+
+
+Result = tuple[Sequence[Record], int, str | None]  # records, explanations skipped as done, the item's name at its end
+
+
+def write_all(results: Iterable[Result], out: Path, config: BatchConfig, done: set[str], total: int,
+              progress: Progress | None) -> Summary:
+    """Write ``results`` as they come (from this process or from Ray actors) with :func:`write`;
+    an item is finished, and ``progress`` told, when a result carries its name."""
     store = MapStore(out, dtype=config.dtype, layer_maps=config.layer_maps)
-    total = count_items(inputs)
-    summary, start = Summary(), time.perf_counter()
+    summary, start, finished = Summary(), time.perf_counter(), 0
     with TableWriter(out, flush_every=config.flush_every, csv=config.csv) as table:
-        items = decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead, max_pixels=config.max_pixels)
-        for n, d in enumerate(items, 1):
-            records, skipped = explain_item(d, loaded, explainer, config, done)
+        for records, skipped, name in results:
             summary.skipped += skipped
             write(records, store, table, done, summary, out)
-            if progress is not None:
-                progress(n, total, d.item.name)
+            if name is not None:
+                finished += 1
+                if progress is not None:
+                    progress(finished, total, name)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -130,6 +156,8 @@ def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: 
         if r.affine is not None:
             (out / "nifti").mkdir(exist_ok=True)
             save_nifti_map(out / "nifti" / f"{r.key.replace('/', '__')}.nii.gz", r.map, r.affine)
+        if r.overlay is not None:
+            save_batch_overlay(out, r.key, r.map, r.overlay)
         table.append(r.row)
         summary.written += 1
         summary.by_class_method.setdefault((r.row["class_name"], r.row["method"]), []).append(r.row["score"])
@@ -174,6 +202,7 @@ def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: s
     exps = explainer.explain_many(x, [t for _, t in todo], method=method, layer=layers,
                                   **dict(config.options.get(method, {})))
     seconds = (time.perf_counter() - start) / max(1, len(todo) * len(exps.layers))
+    reference = reference_labels(explainer.model, x, config.metrics)
     records = []
     for k, (tkey, target) in enumerate(todo):
         for layer in exps.layers:
@@ -186,6 +215,9 @@ def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: s
             row = {**base, "key": key, "target": tkey, "target_json": json.dumps(target.to_dict()),
                    "class": exp.cls, "class_name": name, "method": method,
                    "options": json.dumps(exp.options, sort_keys=True), "layer": layer, "score": score,
-                   "region_pixels": int(exp.region[0].sum()), "seconds": seconds, "error": None}
-            records.append(Record(key, row, exp.map[0], exp.layer_map[0], attrs, d.affine))
+                   "region_pixels": int(exp.region[0].sum()), "seconds": seconds, "error": None,
+                   **measure(config.metrics, explainer.model, x, exp, reference=reference, truth=d.truth,
+                             scoring=config.scoring)}
+            overlay = Overlay(x, exp.region[0], f"{method} · layer {layer} · {name}") if config.overlays else None
+            records.append(Record(key, row, exp.map[0], exp.layer_map[0], attrs, d.affine, overlay))
     return records, len(targets) - len(todo)
