@@ -145,12 +145,11 @@ def test_metric_names_are_checked():
         BatchConfig(overlays="yes")
 
 
-def test_the_reference_is_computed_only_for_perturbing_metrics():
-    model = segcam.load_model("default").model
-    image = torch.rand(3, 16, 16)
-    assert reference_labels(model, image, ("evidence",)) is None
-    labels = reference_labels(model, image, ("masking", "evidence"))
-    assert labels.shape == (16, 16) and not labels.is_floating_point()
+def test_the_reference_is_given_only_to_perturbing_metrics():
+    predicted = torch.randint(0, 6, (16, 16))
+    assert reference_labels(predicted, ("evidence",)) is None
+    labels = reference_labels(predicted, ("masking", "evidence"))
+    assert labels.shape == (16, 16) and not labels.is_floating_point() and torch.equal(labels, predicted)
 
 
 def test_a_volume_is_drawn_at_its_regions_centre_slice(tmp_path):

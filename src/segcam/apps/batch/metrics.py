@@ -44,7 +44,6 @@ from ...evaluation import (
     insertion_curve,
     masking_test,
     pointing_game,
-    predict_batches,
 )
 
 METRICS = ("masking", "deletion", "insertion", "evidence")
@@ -75,13 +74,10 @@ def check_metrics(names: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def reference_labels(model: nn.Module, image: Tensor, metrics: Sequence[str]) -> Tensor | None:
-    """The model's prediction ``(*S)`` of ``image (C, *S)``, the reference the perturbing metrics
-    compare with (one forward pass for all of an item's explanations); ``None`` when no metric
-    in ``metrics`` needs it."""
-    if not any(m in PERTURBING for m in metrics):
-        return None
-    return predict_batches(model, image[None]).predicted()[0]
+def reference_labels(predicted: Tensor, metrics: Sequence[str]) -> Tensor | None:
+    """The item's prediction ``(*S)`` (from its one kept forward pass), the reference the
+    perturbing metrics compare with; ``None`` when no metric in ``metrics`` needs it."""
+    return predicted if any(m in PERTURBING for m in metrics) else None
 
 
 def measure(metrics: Sequence[str], model: nn.Module, image: Tensor, exp: Explanation, *,

@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor
 
 from ... import Explainer, LoadedModel, SegcamError, load_model
-from ...core import INPUT
+from ...core import INPUT, Forward
 from ...data import DEFAULT_MAX_PIXELS, count_items, iter_items
 from ...evaluation import Scoring
 from ...methods import METHODS
@@ -173,12 +173,14 @@ def explain_item(d: Decoded, loaded: LoadedModel, explainer: Explainer, config: 
         if d.error is not None:
             raise SegcamError(d.error)
         x = loaded.preprocess(d.image)
-        predicted = explainer.forward(x).predicted[0]
-        targets = targets_for(config.spec(), predicted, d.truth, d.item.targets, explainer.class_names)
+        names = [explainer.resolve_layer(n) for n in config.layers] if config.layers else \
+            [explainer.default_layer(x)]
+        fwd = explainer.forward(x, layer=names)  # one kept forward: targets, layer methods, metrics
+        targets = targets_for(config.spec(), fwd.predicted[0], d.truth, d.item.targets, explainer.class_names)
         records: list[Record] = []
         skipped = 0
         for method in config.methods:
-            found, skip = _method(d, x, targets, method, explainer, config, done, prefix, base)
+            found, skip = _method(d, x, fwd, names, targets, method, explainer, config, done, prefix, base)
             records += found
             skipped += skip
         return records, skipped
@@ -186,23 +188,19 @@ def explain_item(d: Decoded, loaded: LoadedModel, explainer: Explainer, config: 
         return [Record(f"{prefix}/error", {**base, "key": f"{prefix}/error", "error": str(e)})], 0
 
 
-def _method(d: Decoded, x: Tensor, targets: Sequence[tuple[str, Any]], method: str, explainer: Explainer,
-            config: BatchConfig, done: set[str], prefix: str, base: dict[str, Any]) -> tuple[list[Record], int]:
+def _method(d: Decoded, x: Tensor, fwd: Forward, layer_names: list[str], targets: Sequence[tuple[str, Any]],
+            method: str, explainer: Explainer, config: BatchConfig, done: set[str], prefix: str,
+            base: dict[str, Any]) -> tuple[list[Record], int]:
     on_input = METHODS[method].on_input if method in METHODS else False
-    if on_input:
-        layers, names = None, [INPUT]
-    else:
-        names = [explainer.resolve_layer(n) for n in config.layers] if config.layers else \
-            [explainer.default_layer(x)]
-        layers = names
+    source, layers, names = (x, None, [INPUT]) if on_input else (fwd, layer_names, layer_names)
     todo = [(k, t) for k, t in targets if not all(f"{prefix}/{k}/{method}/{n}" in done for n in names)]
     if not todo:
         return [], len(targets)
     start = time.perf_counter()
-    exps = explainer.explain_many(x, [t for _, t in todo], method=method, layer=layers,
+    exps = explainer.explain_many(source, [t for _, t in todo], method=method, layer=layers,
                                   **dict(config.options.get(method, {})))
     seconds = (time.perf_counter() - start) / max(1, len(todo) * len(exps.layers))
-    reference = reference_labels(explainer.model, x, config.metrics)
+    reference = reference_labels(fwd.predicted[0], config.metrics)
     records = []
     for k, (tkey, target) in enumerate(todo):
         for layer in exps.layers:
