@@ -337,8 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub, _positive, DEFAULT_MAX_PIXELS)
     add_serve_parser(sub)
-    add_batch_parser(sub, _positive)
-    _add_input(sub.choices["batch"])
+    add_batch_parser(sub, _positive, _add_input)
     return parser
 
 

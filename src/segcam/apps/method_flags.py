@@ -3,12 +3,14 @@
 Every option of every method in :data:`segcam.methods.METHODS` becomes one flag (``n_masks`` →
 ``--n-masks``) whose help comes from the option itself; an option several methods share (say
 ``batch_size``) is one flag.  A method registered later — in a plugin, or a test — shows up the
-next time a parser is built, with no change here.
+next time a parser is built, with no change here.  ``segcam explain`` passes the flags to its one
+method, ``segcam batch`` to each of its methods that takes them.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +50,24 @@ def add_method_flags(parser: argparse.ArgumentParser, reserved: set[str]) -> Non
 def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The options of ``method`` given on the command line, parsed and checked by their kinds;
     a flag given for a method that does not take it is an error naming the methods that do."""
-    options: dict[str, Any] = {}
+    return methods_options(args, [method])[method]
+
+
+def methods_options(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Method name → its options given on the command line, for each of ``methods``: a flag goes
+    to every one of them that takes it, parsed and checked by that method's kind; a flag that none
+    of them takes is an error naming the methods that do."""
+    options: dict[str, dict[str, Any]] = {method: {} for method in methods}
     for dest, flag in getattr(args, "method_flags", {}).items():
         text = getattr(args, dest, None)
         if text is None:
             continue
-        if method not in flag.specs:
-            raise SegcamError(f"{flag.flag} applies to {', '.join(flag.specs)}, not to {method}.")
-        options[flag.option] = flag.specs[method].kind.parse(text, flag.flag)
+        users = [method for method in methods if method in flag.specs]
+        if not users:
+            raise SegcamError(f"{flag.flag} applies to {', '.join(flag.specs)}, not to {' or '.join(methods)}; "
+                              f"select one of the methods it applies to, or drop {flag.flag}.")
+        for method in users:
+            options[method][flag.option] = flag.specs[method].kind.parse(text, flag.flag)
     return options
 
 

@@ -15,7 +15,7 @@ from .context import INPUT, Context, Forward, batch_size_for
 from .logits import Logits, logits_at_input_size, read_logits
 from .lookup import blocks
 from .model import guarded, model_lock
-from .target import ResolvedTarget, Target, dice, region_dice, region_score
+from .target import ResolvedTarget, Target, dice, region_dice, region_score, resolve_targets
 
 __all__ = [
            "INPUT",
@@ -33,4 +33,5 @@ __all__ = [
            "read_logits",
            "region_dice",
            "region_score",
+           "resolve_targets",
 ]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from segcam.apps.batch import decode as decode_module
 from segcam.apps.batch.decode import decoded, read
 from segcam.data import SAMPLES, Item, load_image, save_nifti
 from segcam.errors import SegcamError
@@ -54,7 +55,19 @@ def test_a_png_reads_as_load_image_does():
     assert torch.equal(d.image, load_image(SAMPLES / "scene-2.png"))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"workers": -1}, "workers"), ({"ahead": 0}, "ahead")])
+def test_auto_reads_small_files_here_and_slow_ones_in_workers(items, monkeypatch):
+    fast = decoded(items, ahead=3)
+    got = list(fast)
+    assert fast.workers == 0 and [d.item.index for d in got] == [0, 1, 99, 2, 3, 4]
+    monkeypatch.setattr(decode_module, "AUTO_READ_S", -1.0)  # every read is "slow"
+    with decoded(items, ahead=3) as slow:
+        got = list(slow)
+    assert slow.workers == 2 and [d.item.index for d in got] == [0, 1, 99, 2, 3, 4]
+    assert all(torch.equal(d.image, torch.full((1, 8, 8), float(d.item.index))) for d in got if d.error is None)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"workers": -1}, "workers"), ({"workers": 1.5}, "workers"),
+                                               ({"ahead": 0}, "ahead")])
 def test_bad_settings_name_the_fix(kwargs, match):
     with pytest.raises(SegcamError, match=match):
         list(decoded([], **kwargs))

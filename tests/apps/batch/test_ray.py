@@ -8,10 +8,12 @@ import logging
 import math
 import shutil
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
+import zarr
 
 import segcam
 from segcam import SegcamError
@@ -22,7 +24,7 @@ from segcam.data import SAMPLES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own, inside Ray
 CONFIG = BatchConfig(methods=("seg-grad-cam", "seg-xres-cam"), dtype="float32", layer_maps=True, workers=0,
-                     metrics=("masking",), overlays=True)
+                     metrics=("masking",), overlays=True, batch_size=2)  # two groups of two: both actors work
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,9 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(local_ray, folder, l
         assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=0, atol=1e-6)
         assert attrs.keys() == want_attrs.keys() and all(same_value(attrs[k], v) for k, v in want_attrs.items())
         assert torch.allclose(ours.layer_map(key), theirs.layer_map(key), rtol=0, atol=1e-6)
-        assert ours._root[key]["map"].dtype == "float32"
+    assert {a.dtype for _, a in zarr.open_group(ours.path).arrays()} == set()  # every array lies in a group …
+    assert {g["map"].dtype for name, g in zarr.open_group(ours.path).groups() if name.startswith("map-")} == {
+        np.dtype("float32")}  # … and the maps are float32 as asked
     overlays = sorted(p.relative_to(out) for p in (out / "overlays").rglob("*.png"))
     assert overlays == sorted(p.relative_to(local_out) for p in (local_out / "overlays").rglob("*.png"))
     assert len(overlays) == len(remote) - 1
@@ -95,7 +99,7 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(local_ray, folder, l
 def test_a_resumed_ray_run_skips_what_is_done(local_ray, folder, tmp_path, capsys):
     from segcam.apps.cli import main
 
-    light = BatchConfig(workers=0)
+    light = BatchConfig(workers=0, batch_size=2)  # float16 maps: sent from the actors as float16
     part = tmp_path / "part"
     shutil.copytree(folder, part, ignore=shutil.ignore_patterns("scene-3.png"))
     out, clean = tmp_path / "out", tmp_path / "clean"
@@ -106,6 +110,17 @@ def test_a_resumed_ray_run_skips_what_is_done(local_ray, folder, tmp_path, capsy
     run_batch(part, clean, config=light)
     got, want = rows(out), rows(clean)
     assert sorted(got) == sorted(want) and all(same_value(got[k]["score"], want[k]["score"]) for k in want)
+    resumed_maps, clean_maps = MapStore(out), MapStore(clean)
+    stored = clean_maps.keys()
+    assert resumed_maps.keys() == stored and len(stored) == len(want) - 1
+    for key in stored:  # float16 both ways: the same rounding of the same values …
+        got_map, want_map = resumed_maps.get(key)[0], clean_maps.get(key)[0]
+        if key.startswith("000003/"):  # … for the item Ray explained, in the group [2, 3] as the clean run did
+            assert torch.equal(got_map, want_map), key
+        else:  # item 2 was explained alone before item 3 came: its batch differs, so may its rounding
+            assert torch.allclose(got_map, want_map, rtol=2**-10, atol=2**-14), key
+    groups = dict(zarr.open_group(resumed_maps.path).groups())
+    assert {g["map"].dtype for n, g in groups.items() if n.startswith("map-")} == {np.dtype("float16")}
     assert main(["batch", str(part), "--out", str(out), "--engine", "ray", "--workers", "0"]) == 0
     assert f"0 explanations written, {len(want) - 1} already done, 1 items failed" in capsys.readouterr().out
 

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -91,33 +90,79 @@ def test_nifti_inputs_get_nifti_maps_with_their_affine(tmp_path):
 SCRIPT = """
 import sys, time
 from segcam.apps.batch.runner import BatchConfig, run_batch
-def slow(done, total, name):
+def told(done, total, name):
+    print(done, flush=True)
     time.sleep(0.3)
-run_batch(sys.argv[1], sys.argv[2], config=BatchConfig(workers=0, flush_every=1), progress=slow)
+run_batch(sys.argv[1], sys.argv[2], config=BatchConfig(workers=0, batch_size=2), progress=told)
 """
 
 
-def test_a_killed_run_resumes_and_ends_as_a_clean_run(tmp_path):
+def test_a_killed_run_loses_at_most_the_group_in_flight_and_resumes_as_a_clean_run(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     for i in range(8):
         shutil.copy(SAMPLES / f"scene-{i % 3 + 1}.png", images / f"img{i}.png")
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(images), str(killed)], env=env)
-    deadline = time.monotonic() + 60
-    while len(done_keys(killed)) < 4 if killed.exists() else True:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = done_keys(killed)
-    assert 4 <= len(partial) and not (killed / "explanations.parquet").exists()
-    resumed = run_batch(images, killed, config=BatchConfig(workers=0))
-    run_batch(images, clean, config=BatchConfig(workers=0))
-    assert resumed.skipped >= len(partial) - 1
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(images), str(killed)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        finished = 0
+        for line in proc.stdout:  # the run says an item is finished only once its rows are committed
+            finished = int(line)
+            if finished >= 4:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    partial = done_keys(killed)  # far fewer rows than a part file holds: all from the journal
+    assert finished >= 4 and not (killed / "explanations.parquet").exists()
+    assert {int(k.split("/")[0]) for k in partial} >= set(range(finished))  # nothing finished was lost
+    resumed = run_batch(images, killed, config=BatchConfig(workers=0, batch_size=2))
+    run_batch(images, clean, config=BatchConfig(workers=0, batch_size=2))
+    assert resumed.skipped == len(partial) and resumed.written + resumed.skipped == len(table(clean))
     got = {(r["key"], round(r["score"], 4)) for r in table(killed)}
     assert got == {(r["key"], round(r["score"], 4)) for r in table(clean)}
+    resumed_maps, clean_maps = MapStore(killed), MapStore(clean)
+    stored = clean_maps.keys()
+    assert resumed_maps.keys() == stored and all(torch.equal(resumed_maps.get(k)[0], clean_maps.get(k)[0])
+                                                 for k in stored)  # the same groups: the same maps, bit for bit
+
+
+@pytest.mark.parametrize("kind", ["predicted", "instances:1,2,3", "truth", "manifest"])
+def test_items_explained_together_equal_each_item_alone(tmp_path, kind):
+    import csv
+    import json
+
+    from segcam.data import sample_scenes
+
+    lines = [["image", "mask", "targets"]]
+    for i, scene in enumerate(sample_scenes()[:3]):
+        np.save(tmp_path / f"labels{i}.npy", scene.labels.numpy())
+        targets = [{"cls": 1, "region": {"kind": "box", "start": [0, 8 * i], "stop": [32, 40]}},
+                   {"cls": 2, "reduce": "mean"}, {"cls": 1, "region": {"kind": "pixels", "points": [[10 + i, 20]]}}]
+        lines.append([str(SAMPLES / f"scene-{i + 1}.png"), f"labels{i}.npy", json.dumps(targets[: i + 1])])
+    with (tmp_path / "m.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(lines)
+    outs = {}
+    for size in (1, 3):
+        outs[size] = tmp_path / f"by{size}"
+        run_batch(tmp_path / "m.csv", outs[size], config=BatchConfig(
+            workers=0, targets=kind, batch_size=size, dtype="float32", layer_maps=True,
+            methods=("seg-grad-cam", "seg-xres-cam"), layers=("downs.1", "downs.2"), metrics=("evidence",)))
+    alone, together = ({r["key"]: r for r in table(outs[n])} for n in (1, 3))
+    assert sorted(alone) == sorted(together) and len({k.split("/")[0] for k in alone}) == 3
+    for key, row in alone.items():
+        assert not row["error"], row["error"]
+        for column, value in row.items():
+            if isinstance(value, float) and not column.endswith("seconds"):
+                assert together[key][column] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, column)
+            elif not column.endswith("seconds"):
+                assert together[key][column] == value, (key, column)
+    one, three = MapStore(outs[1], dtype="float32"), MapStore(outs[3], dtype="float32")
+    for key in alone:  # maps in [0, 1]; a batch of three changes the convolutions' float rounding only
+        assert torch.allclose(one.get(key)[0], three.get(key)[0], rtol=0, atol=1e-5), key
+        assert torch.allclose(one.layer_map(key), three.layer_map(key), rtol=0, atol=1e-5), key
 
 
 def test_the_command_line_writes_the_outputs_and_a_summary(folder, tmp_path, capsys):
@@ -155,3 +200,26 @@ def test_every_target_kind_from_a_manifest_and_a_glob(tmp_path, kind):
     glob_out = tmp_path / "glob"
     run_batch(str(SAMPLES / "scene-*.png"), glob_out, config=BatchConfig(workers=0))
     assert {r["image"] for r in table(glob_out)} == {str(p) for p in sorted(SAMPLES.glob("scene-*.png"))}
+
+
+def test_an_item_that_fails_in_its_group_fails_alone(tmp_path):
+    import csv
+    import json
+
+    good = [{"cls": 1, "region": {"kind": "box", "start": [0, 0], "stop": [32, 32]}}]
+    bad = [{"cls": 1, "region": {"kind": "box", "start": [100, 100], "stop": [120, 120]}}]  # outside 64²
+    with (tmp_path / "m.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["image", "targets"]] + [[str(SAMPLES / f"scene-{i + 1}.png"),
+                                                           json.dumps(bad if i == 1 else good)] for i in range(3)])
+    outs = {n: tmp_path / f"by{n}" for n in (1, 3)}
+    for n, out in outs.items():
+        summary = run_batch(tmp_path / "m.csv", out, config=BatchConfig(workers=0, targets="manifest", batch_size=n,
+                                                                        dtype="float32"))
+        assert summary.failed == 1 and summary.written == 2
+    rows = {n: {r["key"]: r for r in table(out)} for n, out in outs.items()}
+    assert sorted(rows[3]) == sorted(rows[1]) == ["000000/m0/seg-grad-cam/downs.2", "000001/error",
+                                                  "000002/m0/seg-grad-cam/downs.2"]
+    error = rows[3]["000001/error"]["error"]
+    assert "box" in error and error == rows[1]["000001/error"]["error"]
+    one, three = MapStore(outs[1], dtype="float32"), MapStore(outs[3], dtype="float32")
+    assert len(one) == 2 and all(torch.equal(one.get(k)[0], three.get(k)[0]) for k in one)  # the others: alone too

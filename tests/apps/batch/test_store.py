@@ -15,7 +15,7 @@ import torch
 import zarr
 
 from segcam.apps.batch import store as store_module
-from segcam.apps.batch.store import MAPS, MapStore, save_nifti_map
+from segcam.apps.batch.store import GROWTH, MAPS, Entry, MapStore, save_nifti_map
 from segcam.data import load_image, load_nifti_affine, save_nifti
 from segcam.errors import SegcamError
 
@@ -33,25 +33,39 @@ def test_float16_maps_come_back_as_their_float16_rounding(tmp_path, shape):
     got, _ = store.get(KEY)
     assert got.dtype == torch.float32 and torch.equal(got, values.half().float())
     torch.testing.assert_close(got, values, rtol=2**-11, atol=2**-24)
-    assert zarr.open_group(tmp_path / MAPS)[KEY]["map"].dtype == np.float16
+    assert zarr.open_group(tmp_path / MAPS)[f"map-{'x'.join(map(str, shape))}/map"].dtype == np.float16
 
 
-def test_float32_maps_come_back_exactly_in_one_chunk_with_named_axes(tmp_path):
-    values = torch.randn(4, 6, 8, dtype=torch.float64)
-    MapStore(tmp_path, dtype="float32").put(KEY, values)
-    got, _ = MapStore(tmp_path).get(KEY)  # reopened: what is on disk, in any store's dtype
-    assert torch.equal(got, values.float())
-    array = zarr.open_group(tmp_path / MAPS)[KEY]["map"]
-    assert array.dtype == np.float32 and array.chunks == array.shape == (4, 6, 8)
-    assert array.metadata.dimension_names == ("z", "y", "x")
+def test_maps_of_one_shape_stack_one_chunk_per_explanation_with_named_axes(tmp_path):
+    values = [torch.randn(4, 6, 8, dtype=torch.float64) for _ in range(3)]
+    store = MapStore(tmp_path, dtype="float32")
+    store.put_many([Entry(f"00000{i}/c1/m/l", v, attrs={"i": i}) for i, v in enumerate(values)])
+    store.close()
+    reopened = MapStore(tmp_path)  # what is on disk, in any store's dtype
+    assert all(torch.equal(reopened.get(f"00000{i}/c1/m/l")[0], v.float()) for i, v in enumerate(values))
+    group = zarr.open_group(tmp_path / MAPS)["map-4x6x8"]
+    array = group["map"]
+    assert array.dtype == np.float32 and array.shape == (3, 4, 6, 8) and array.chunks == (1, 4, 6, 8)
+    assert array.metadata.dimension_names == ("explanation", "z", "y", "x")
+    assert list(group["key"][...]) == [f"00000{i}/c1/m/l" for i in range(3)]
+    assert [json.loads(a) for a in group["attrs"][...]] == [{"i": i} for i in range(3)]
+    np.testing.assert_array_equal(array[1], values[1].float().numpy())
 
 
-def test_attributes_round_trip_and_live_on_the_explanations_group(tmp_path):
+def test_maps_of_other_shapes_get_their_own_stacks(tmp_path):
+    store = MapStore(tmp_path)
+    store.put_many([Entry("000000/c1/m/l", torch.rand(8, 8)), Entry("000001/c1/m/l", torch.rand(4, 5)),
+                    Entry("000002/c1/m/l", torch.rand(8, 8))])
+    store.close()
+    assert sorted(name for name, _ in zarr.open_group(tmp_path / MAPS).groups()) == ["map-4x5", "map-8x8"]
+    assert zarr.open_group(tmp_path / MAPS)["map-8x8/map"].shape == (2, 8, 8)
+
+
+def test_attributes_round_trip_as_json_beside_the_map(tmp_path):
     MapStore(tmp_path).put(KEY, torch.rand(17, 23), attrs=ATTRS)
     _, attrs = MapStore(tmp_path).get(KEY)
     assert attrs == ATTRS
-    on_disk = json.loads((tmp_path / MAPS / KEY / "zarr.json").read_text())["attributes"]
-    assert on_disk == {**ATTRS, "complete": True}
+    assert json.loads(str(zarr.open_group(tmp_path / MAPS)["map-17x23/attrs"][0])) == ATTRS
 
 
 def test_layer_maps_are_kept_only_when_asked_for(tmp_path):
@@ -61,57 +75,74 @@ def test_layer_maps_are_kept_only_when_asked_for(tmp_path):
     kept.put("000012/c3-i0/rise/input", torch.rand(16, 24))  # a method without a layer
     assert torch.equal(kept.layer_map(KEY), layer.half().float())
     assert kept.layer_map("000012/c3-i0/rise/input") is None
-    names = zarr.open_group(kept.path)[KEY]["layer_map"].metadata.dimension_names
-    assert names == ("layer_y", "layer_x")
+    names = zarr.open_group(kept.path)["layer-4x6/layer_map"].metadata.dimension_names
+    assert names == ("explanation", "layer_y", "layer_x")
     dropped = MapStore(tmp_path / "dropped")
     dropped.put(KEY, torch.rand(16, 24), layer_map=layer)
-    assert dropped.layer_map(KEY) is None and "layer_map" not in zarr.open_group(dropped.path)[KEY]
+    assert dropped.layer_map(KEY) is None and "layer-4x6" not in zarr.open_group(dropped.path)
 
 
-def test_keys_lists_the_complete_explanations_sorted(tmp_path):
+def test_keys_lists_the_whole_explanations_sorted(tmp_path):
     store = MapStore(tmp_path)
     for key in ("000002/c1/m/l", "000000/c1/m/l", "000000/c0/m/l"):
         store.put(key, torch.rand(4, 4))
-    assert store.keys() == ["000000/c0/m/l", "000000/c1/m/l", "000002/c1/m/l"]
+    assert store.keys() == list(store) == ["000000/c0/m/l", "000000/c1/m/l", "000002/c1/m/l"] and len(store) == 3
     assert store.has("000002/c1/m/l") and not store.has("000001/c1/m/l") and not store.has("000002/c1")
+    assert "000002/c1/m/l" in store and "000001/c1/m/l" not in store and 3 not in store
 
 
-def _failing_after_the_data(monkeypatch):
-    """Make put die after writing the map's data, before the explanation is marked complete."""
-    write = store_module._write
+def test_an_open_store_grows_in_steps_and_close_trims_it(tmp_path):
+    store = MapStore(tmp_path)
+    for i in range(3):
+        store.put(f"00000{i}/c0/m/l", torch.full((4, 4), float(i)))
+    array = zarr.open_group(tmp_path / MAPS)["map-4x4/map"]
+    assert array.shape[0] == GROWTH and np.isnan(array[GROWTH - 1]).all()  # unused slots: NaN, key ""
+    assert MapStore(tmp_path).keys() == [f"00000{i}/c0/m/l" for i in range(3)]  # reopened before closing
+    store.close()
+    assert zarr.open_group(tmp_path / MAPS)["map-4x4/map"].shape == (3, 4, 4)
 
-    def write_then_die(*args):
-        write(*args)
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_write", write_then_die)
+def _dying_at_the_first_key(monkeypatch):
+    """Make put_many die when it starts writing keys: after every map's data."""
+    write_runs = store_module._write_runs
+
+    def write_until_a_key(array, items):
+        if array.basename == "key":
+            raise KeyboardInterrupt
+        write_runs(array, items)
+
+    monkeypatch.setattr(store_module, "_write_runs", write_until_a_key)
 
 
-def test_a_half_written_explanation_never_looks_complete(tmp_path, monkeypatch):
+def test_a_half_written_explanation_never_looks_whole(tmp_path, monkeypatch):
     store = MapStore(tmp_path)
     with monkeypatch.context() as patch:
-        _failing_after_the_data(patch)
+        _dying_at_the_first_key(patch)
         with pytest.raises(KeyboardInterrupt):
             store.put(KEY, torch.rand(8, 8), attrs=ATTRS)
-    assert (tmp_path / MAPS / KEY / "map" / "zarr.json").is_file()  # the data is there …
-    assert not store.has(KEY) and store.keys() == []  # … but not the explanation
-    with pytest.raises(SegcamError, match="no complete explanation"):
-        store.get(KEY)
-    store.put(KEY, torch.ones(8, 8), attrs=ATTRS)  # a resumed run writes it again
-    assert store.has(KEY) and torch.equal(store.get(KEY)[0], torch.ones(8, 8))
+    assert not np.isnan(zarr.open_group(tmp_path / MAPS)["map-8x8/map"][0]).any()  # the data is there …
+    resumed = MapStore(tmp_path)
+    assert not resumed.has(KEY) and resumed.keys() == []  # … but not the explanation
+    with pytest.raises(SegcamError, match="no whole explanation"):
+        resumed.get(KEY)
+    resumed.put(KEY, torch.ones(8, 8), attrs=ATTRS)  # a resumed run writes it again, in the same slot
+    assert resumed.has(KEY) and torch.equal(resumed.get(KEY)[0], torch.ones(8, 8))
+    assert resumed._stacks["map-8x8"].slots[KEY] == 0
 
 
-def test_replacing_an_explanation_hides_the_old_one_before_zarr_deletes_it(tmp_path, monkeypatch):
+def test_a_map_replaced_by_one_of_another_shape_is_hidden_before_the_new_one_is_written(tmp_path, monkeypatch):
     store = MapStore(tmp_path)
     store.put(KEY, torch.zeros(8, 8))
-
-    def killed_while_deleting(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(zarr.Group, "create_group", killed_while_deleting)
-    with pytest.raises(KeyboardInterrupt):
-        store.put(KEY, torch.ones(8, 8))
-    assert not store.has(KEY)
+    store.put(KEY, torch.ones(8, 8))  # same shape: the same slot, rewritten whole
+    assert torch.equal(store.get(KEY)[0], torch.ones(8, 8)) and store._stacks["map-8x8"].size == 1
+    with monkeypatch.context() as patch:
+        _dying_at_the_first_key(patch)
+        with pytest.raises(KeyboardInterrupt):
+            store.put(KEY, torch.ones(4, 4))
+    assert not MapStore(tmp_path).has(KEY)
+    store = MapStore(tmp_path)
+    store.put(KEY, torch.ones(4, 4))
+    assert store.keys() == [KEY] and store.get(KEY)[0].shape == (4, 4)
 
 
 def test_a_store_killed_mid_run_holds_whole_explanations_only(tmp_path):
@@ -141,14 +172,13 @@ def test_a_store_killed_mid_run_holds_whole_explanations_only(tmp_path):
     assert store.has(f"{len(keys):06d}/c0/m/l")
 
 
-def test_keys_must_not_nest(tmp_path):
+def test_put_many_refuses_a_key_twice_and_what_is_not_an_entry(tmp_path):
     store = MapStore(tmp_path)
-    store.put("000001/c1/m/l", torch.rand(4, 4))
-    with pytest.raises(SegcamError, match="lies inside the explanation '000001/c1/m/l'; keys must not nest"):
-        store.put("000001/c1/m/l/more", torch.rand(4, 4))
-    with pytest.raises(SegcamError, match="holds other explanations"):
-        store.put("000001/c1", torch.rand(4, 4))
-    assert store.keys() == ["000001/c1/m/l"]
+    with pytest.raises(SegcamError, match="same key twice"):
+        store.put_many([Entry(KEY, torch.rand(4, 4)), Entry(KEY, torch.rand(4, 4))])
+    with pytest.raises(SegcamError, match="list of segcam.apps.batch.store.Entry"):
+        store.put_many([(KEY, torch.rand(4, 4))])
+    assert store.keys() == []
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -169,7 +199,7 @@ def test_a_file_is_not_an_output_folder(tmp_path):
         MapStore(None)
 
 
-@pytest.mark.parametrize("key", ["", "a//b", "../x", ".hidden/x", "a/__x", "a/zarr.json", "a b", 3, None])
+@pytest.mark.parametrize("key", ["", "a//b", "../x", ".hidden/x", "a/__x", "a b", "a/b\n", 3, None])
 def test_bad_keys_name_the_fix(tmp_path, key):
     with pytest.raises(SegcamError, match="key must be names of letters, digits"):
         MapStore(tmp_path).put(key, torch.rand(4, 4))
@@ -185,14 +215,13 @@ def test_bad_keys_name_the_fix(tmp_path, key):
     ({"layer_map": torch.zeros(2, 2, 2)}, "layer_map has 3 axes and map 2"),
     ({"attrs": {"score": torch.tensor(1.0)}}, r"JSON-ready .*\.item\(\)"),
     ({"attrs": {"score": float("nan")}}, "NaN with None"),
-    ({"attrs": {"complete": True}}, "must not have the key 'complete'"),
     ({"attrs": [("a", 1)]}, "attrs must be a dict"),
 ])
 def test_bad_puts_name_the_fix_and_write_nothing(tmp_path, kwargs, match):
     store = MapStore(tmp_path, layer_maps=True)
     with pytest.raises(SegcamError, match=match):
         store.put(KEY, **{"map": torch.zeros(4, 4), **kwargs})
-    assert store.keys() == [] and not (tmp_path / MAPS / "000012").exists()
+    assert store.keys() == [] and not list(zarr.open_group(tmp_path / MAPS).groups())
 
 
 def test_a_float32_store_takes_large_values(tmp_path):

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from segcam.apps.batch.table import CSV, PARTS, TABLE, TableWriter, done_keys
+from segcam.apps.batch.table import CSV, JOURNAL, PARTS, TABLE, TableWriter, done_keys
 from segcam.errors import SegcamError
 
 
@@ -153,6 +153,60 @@ def test_a_table_killed_mid_run_keeps_whole_parts_and_resumes(tmp_path):
             if row["key"] not in done:
                 writer.append(row)
     assert pq.read_table(tmp_path / TABLE).to_pylist() == rows(10_000)
+
+
+def test_committed_rows_survive_a_kill_before_any_part(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from segcam.apps.batch.table import TableWriter
+        writer = TableWriter({str(tmp_path)!r})  # flush_every=256: no part for these rows
+        for i in range(5):
+            writer.append({{"key": f"k{{i:05d}}", "index": i, "score": i / 2, "ok": True, "note": None}})
+            if i < 3:
+                writer.commit()
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert not list((tmp_path / PARTS).glob("part-*")) and (tmp_path / PARTS / JOURNAL).is_file()
+    assert done_keys(tmp_path) == {"k00000", "k00001", "k00002"}  # committed: kept; the last two: lost
+    with TableWriter(tmp_path) as writer:  # the journal becomes a part, with its types, and the run goes on
+        assert [p.name for p in (tmp_path / PARTS).iterdir()] == ["part-000001.parquet"]
+        writer.append({"key": "k00003", "index": 3, "score": 1, "ok": False, "note": "x"})
+    table = pq.read_table(tmp_path / TABLE)
+    assert table.to_pylist() == [{"key": f"k{i:05d}", "index": i, "score": 1.0 if i == 3 else i / 2, "ok": i < 3,
+                                  "note": "x" if i == 3 else None} for i in range(4)]
+    assert table.schema.field("score").type == pa.float64() and table.schema.field("ok").type == pa.bool_()
+
+
+def test_a_journal_line_cut_short_is_left_out(tmp_path):
+    writer = TableWriter(tmp_path)
+    for row in rows(2):
+        writer.append(row)
+    writer.commit()
+    with (tmp_path / PARTS / JOURNAL).open("a") as journal:
+        journal.write('{"key": "k00002", "index": 2, "sco')  # a kill in the middle of a write
+    assert done_keys(tmp_path) == {"k00000", "k00001"}
+    TableWriter(tmp_path).close()
+    assert pq.read_table(tmp_path / TABLE).to_pylist() == rows(2)
+
+
+def test_a_flush_empties_the_journal_and_a_commit_writes_each_row_once(tmp_path):
+    writer = TableWriter(tmp_path, flush_every=3)
+    writer.append(rows(1)[0])
+    writer.commit()
+    writer.commit()  # nothing new: nothing written
+    assert (tmp_path / PARTS / JOURNAL).read_text().count("\n") == 1
+    for row in rows(2, start=1):
+        writer.append(row)  # the third row: a part, which holds the journal's row too
+    assert not (tmp_path / PARTS / JOURNAL).exists() and done_keys(tmp_path) == {"k00000", "k00001", "k00002"}
+    writer.close()
+    assert pq.read_table(tmp_path / TABLE).to_pylist() == rows(3)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

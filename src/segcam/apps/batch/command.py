@@ -8,12 +8,16 @@ from collections.abc import Callable
 from functools import partial
 
 from ..evaluate import ProgressBar
+from ..method_flags import add_method_flags, methods_options
 from .metrics import METRICS
 from .ray_engine import RayConfig, run_batch_ray
 from .runner import BatchConfig, Summary, run_batch
 
 
-def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
+def add_parser(sub: argparse._SubParsersAction, positive: object,
+               add_input: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The ``batch`` sub-command; ``add_input`` adds the input flags every command shares, before
+    the methods' flags (which must not clash with them)."""
     p = sub.add_parser("batch", help="explain a folder, glob or CSV manifest of images or volumes into "
                                      "DIR/maps.zarr and DIR/explanations.parquet (resumable)")
     p.add_argument("input", help="a folder, a glob ('scans/*.nii.gz') or a CSV manifest (image[,mask][,targets])")
@@ -23,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
     p.add_argument("--num-classes", type=positive, help="number of classes for zoo/torchvision/factory models")
     p.add_argument("--targets", default="predicted",
                    help="predicted[:C,...] | instances:C,... | truth[:C,...] (needs masks) | manifest (default predicted)")
-    p.add_argument("--methods", nargs="+", default=["seg-grad-cam"], help="methods (default seg-grad-cam)")
+    p.add_argument("--methods", nargs="+", default=["seg-grad-cam"],
+                   help="methods (default seg-grad-cam); each takes the method options below that apply to it")
     p.add_argument("--layers", nargs="+", help="layers (default: the model's default layer)")
     p.add_argument("--float32", action="store_true", help="store maps as float32 (default float16)")
     p.add_argument("--layer-maps", action="store_true", help="also store each map at its layer's resolution")
@@ -31,7 +36,12 @@ def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
     p.add_argument("--metrics", type=_names, default=(),
                    help=f"comma-separated metrics per explanation: {','.join(METRICS)} (default none)")
     p.add_argument("--overlays", action="store_true", help="also write an overlay PNG per explanation to DIR/overlays")
-    p.add_argument("--workers", type=int, default=2, help="processes reading files ahead of the model (0: none)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="processes reading files ahead of the model (0: none; default auto: 2 when reading the "
+                        "first file takes over 20 ms, else none)")
+    p.add_argument("--batch-items", type=positive, default=8,
+                   help="items through the model together, one backward pass per target slot (default 8; "
+                        "1: one at a time)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this machine; ray: a pool of Ray actors (pip install 'segcam[ray]')")
     p.add_argument("--actors", type=positive, default=1, help="with --engine ray: actors, each holding one model")
@@ -39,7 +49,22 @@ def add_parser(sub: argparse._SubParsersAction, positive: object) -> None:
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="with --engine ray: CPUs (torch threads) per actor")
     p.add_argument("--address", help="with --engine ray: a running cluster to join ('auto', 'ray://head:10001'); "
                                      "default: a local Ray instance")
+    add_input(p)
+    add_method_flags(p, {a.dest for a in p._actions})
     p.set_defaults(run=cmd_batch)
+
+
+def _workers(text: str) -> int | None:
+    """``auto`` → ``None``; else an integer ≥ 0."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer ≥ 0, got {text!r}")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -49,9 +74,10 @@ def _names(text: str) -> tuple[str, ...]:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     config = BatchConfig(targets=args.targets, methods=tuple(args.methods),
+                         options=methods_options(args, args.methods),
                          layers=tuple(args.layers) if args.layers else None,
                          dtype="float32" if args.float32 else "float16", layer_maps=args.layer_maps,
-                         workers=args.workers, csv=args.csv, max_pixels=args.max_pixels,
+                         workers=args.workers, batch_size=args.batch_items, csv=args.csv, max_pixels=args.max_pixels,
                          metrics=args.metrics, overlays=args.overlays)
     summary = _engine(args)(args.input, args.out, model=args.model, weights=args.weights,
                             num_classes=args.num_classes, config=config, progress=ProgressBar())

@@ -2,7 +2,10 @@
 
 :func:`decoded` yields one :class:`Decoded` per item, in the items' order, while up to
 ``ahead`` items are being read by ``workers`` processes (``0``: read in this process, for
-debugging and for the plain-loop baseline).  Memory stays bounded whatever the number of items:
+debugging and for the plain-loop baseline; ``None``, the default, decides from the first item:
+if reading it here took more than :data:`AUTO_READ_S`, :data:`AUTO_WORKERS` processes read the
+rest, else this process does — a worker costs seconds to start, as it imports torch, which small
+files never win back).  Memory stays bounded whatever the number of items:
 at most ``ahead`` decoded items exist at once.  A file that cannot be read becomes a
 ``Decoded`` with its ``error`` (the message of the :class:`~segcam.errors.SegcamError`), never an
 exception: the run reports it and goes on.
@@ -11,10 +14,13 @@ exception: the run reports it and goes on.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -22,6 +28,9 @@ from torch import Tensor
 
 from ...data import DEFAULT_MAX_PIXELS, Item, load_image, load_labels, load_nifti_affine
 from ...errors import SegcamError
+
+AUTO_READ_S = 0.02  # reading the first file took longer: worker processes read the rest
+AUTO_WORKERS = 2
 
 
 @dataclass
@@ -59,24 +68,71 @@ def _read_in_worker(item: Item, max_pixels: int | None) -> Decoded:
     return read(item, max_pixels)
 
 
-def decoded(items: Iterable[Item], *, workers: int = 2, ahead: int = 8,
-            max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Decoded]:
-    """``items`` read by ``workers`` processes, yielded in order, at most ``ahead`` in flight."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise SegcamError(f"workers must be an integer ≥ 0 (0: read in this process), got {workers!r}.")
+def decoded(items: Iterable[Item], *, workers: int | None = None, ahead: int = 8,
+            max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoder:
+    """``items`` read by ``workers`` processes (module docstring), yielded in order, at most
+    ``ahead`` in flight; given workers start, and the first ``ahead`` items are sent to them,
+    now (so that they start while the caller loads its model)."""
+    check_workers(workers)
     if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead < 1:
         raise SegcamError(f"ahead must be a positive integer (items read in advance), got {ahead!r}.")
-    if workers == 0:
-        for item in items:
-            yield read(item, max_pixels)
-        return
-    context = multiprocessing.get_context("spawn")  # no forked copy of the model's threads and locks
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[Decoded]] = deque()
-        source = iter(items)
-        for item in source:
-            pending.append(pool.submit(_read_in_worker, item, max_pixels))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return Decoder(iter(items), workers, ahead, max_pixels)
+
+
+def check_workers(workers: object) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise SegcamError(f"workers must be an integer ≥ 0 (0: read in this process) or None (decide from the "
+                          f"first file), got {workers!r}.")
+
+
+class Decoder:
+    """The iterator :func:`decoded` returns; :meth:`close` (or the end, or ``with``) stops its workers."""
+
+    def __init__(self, source: Iterator[Item], workers: int | None, ahead: int, max_pixels: int | None) -> None:
+        self._source, self._ahead, self._max_pixels = source, ahead, max_pixels
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[Future[Decoded]] = deque()
+        self._undecided = workers is None
+        self.workers = 0 if workers is None else workers  # how many read now
+        if workers:
+            self._start(workers)
+
+    def _start(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(max_workers=workers,  # spawned: no fork of the model's threads
+                                         mp_context=multiprocessing.get_context("spawn"))
+        for item in islice(self._source, self._ahead):
+            self._pending.append(self._pool.submit(_read_in_worker, item, self._max_pixels))
+
+    def __iter__(self) -> Decoder:
+        return self
+
+    def __next__(self) -> Decoded:
+        if self._undecided:
+            self._undecided = False
+            start = time.perf_counter()
+            first = read(next(self._source), self._max_pixels)
+            if time.perf_counter() - start > AUTO_READ_S:
+                self._start(min(AUTO_WORKERS, os.cpu_count() or 1))
+            return first
+        if self._pool is None:
+            return read(next(self._source), self._max_pixels)
+        if not self._pending:
+            self.close()
+            raise StopIteration
+        item = next(self._source, None)
+        if item is not None:
+            self._pending.append(self._pool.submit(_read_in_worker, item, self._max_pixels))
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Decoder:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

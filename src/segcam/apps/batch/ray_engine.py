@@ -1,18 +1,20 @@
 """The Ray engine of ``segcam batch`` (``--engine ray``; ``pip install 'segcam[ray]'``): the local
 engine's outputs, computed by a pool of Ray actors.
 
-Ray Data holds the items (the input as :func:`segcam.data.iter_items` reads it, one plain dict
-per item, its ``index`` kept) and ``map_batches`` hands them to ``actors`` actors.  Each actor
-loads the model once (on a GPU when it has ``gpus_per_actor`` > 0), reads its items' files
-(:func:`.decode.read`) and explains them (:func:`.runner.explain_item`, skipping the keys already
-done).  It returns every record as plain columns — the row and attributes as JSON, each map as
-float32 bytes with its shape — then one closing row per item (no ``key``) that says how many of
-its explanations were already done (an actor that cannot load the model returns its error
-instead, which the driver raises as a :class:`~segcam.errors.SegcamError`).  The driver streams
-these rows back (never all at once) and writes them with :func:`.runner.write_all`, the local
-engine's one writer, into the same ``maps.zarr`` and ``explanations.parquet``: both engines give
-the same outputs, and a killed Ray run resumes like a local one.  The item list itself is made
-in the driver (a dict of a few paths per item).
+Ray Data holds the local engine's groups of items (the input as :func:`segcam.data.iter_items`
+reads it, ``batch_size`` consecutive items per group, each item a plain dict of a few paths with
+its ``index``) and ``map_batches`` hands them to ``actors`` actors.  Each actor loads the model
+once (on a GPU when it has ``gpus_per_actor`` > 0), reads its items' files (:func:`.decode.read`)
+and explains each group as the local engine does (:func:`.runner.explain_group`, skipping the
+keys already done).  It returns every record as plain columns — the row and attributes as JSON,
+each map as bytes of the store's dtype (float16 by default: what the store keeps, at half the
+transport) with its shape — then one closing row per item (no ``key``) that says how many of its
+explanations were already done, the group's last one marked ``end`` (an actor that cannot load
+the model returns its error instead, which the driver raises as a
+:class:`~segcam.errors.SegcamError`).  The driver streams these rows back (never all at once)
+and writes each group with :func:`.runner.write_all`, the local engine's one writer, into the
+same ``maps.zarr`` and ``explanations.parquet``: both engines give the same outputs, and a killed
+Ray run resumes like a local one.
 
 ``address`` joins a running cluster (``"auto"``, ``"ray://head:10001"``).  Without it, and when
 this process has not started Ray itself, a local instance of ``num_cpus`` CPUs is started —
@@ -41,8 +43,8 @@ from ... import Explainer, SegcamError, load_model
 from ...data import Item, iter_items
 from .decode import read
 from .metrics import Overlay
-from .runner import BatchConfig, Progress, Record, Result, Summary, explain_item, write_all
-from .store import output_folder
+from .runner import BatchConfig, Progress, Record, Result, Summary, explain_group, write_all
+from .store import DTYPES, output_folder
 from .table import done_keys
 
 TENSORS = ("map", "layer_map", "overlay_image", "overlay_region")  # columns of bytes, each with its shape
@@ -97,13 +99,16 @@ def run_batch_ray(inputs: str | Path, out: str | Path, *, model: str = "default"
                           f"as 'default' or a file path), got {type(model).__name__}; run_batch takes loaded models.")
     config.spec()  # a bad target spec fails before Ray starts
     items = [_item_row(item) for item in iter_items(inputs)]
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in items:
+        grouped.setdefault(row["index"] // config.batch_size, []).append(row)
     out = output_folder(out)
     done = done_keys(out)
     module = _ray()
     with _session(module, ray):
         actor = {"model": model, "weights": weights, "num_classes": num_classes, "config": config, "done": done,
                  "threads": max(1, int(ray.cpus_per_actor)), "gpu": ray.gpus_per_actor > 0}
-        data = module.data.from_items(items).map_batches(
+        data = module.data.from_items([{"group": json.dumps(g)} for g in grouped.values()]).map_batches(
             _Actor, batch_size=1, batch_format="pyarrow", compute=module.data.ActorPoolStrategy(size=ray.actors),
             num_cpus=ray.cpus_per_actor, num_gpus=ray.gpus_per_actor, fn_constructor_kwargs=actor)
         return write_all(_results(data), out, config, done, len(items), progress)
@@ -129,12 +134,16 @@ class _Actor:
         if self.failure is not None:
             return _table([{"failure": self.failure}])
         rows = []
+        dtype = DTYPES[self.config.dtype]
         for cells in batch.to_pylist():
-            item = _item(cells)
-            records, skipped = explain_item(read(item, self.config.max_pixels), self.loaded, self.explainer,
-                                            self.config, self.done)
-            rows += [_columns(r, item) for r in records]
-            rows.append({"index": item.index, "name": item.name, "skipped": skipped})
+            items = [_item(c) for c in json.loads(cells["group"])]
+            results = explain_group([read(item, self.config.max_pixels) for item in items], self.loaded,
+                                    self.explainer, self.config, self.done)
+            for item, (records, _, _) in zip(items, results):
+                rows += [_columns(r, item, dtype) for r in records]
+            rows += [{"index": item.index, "name": name, "skipped": skipped, "end": False}
+                     for item, (_, skipped, name) in zip(items, results)]
+            rows[-1]["end"] = True
         return _table(rows)
 
 
@@ -151,12 +160,16 @@ def _item(cells: Mapping[str, Any]) -> Item:
                 None if targets is None else tuple(json.loads(targets)))
 
 
-def _columns(record: Record, item: Item) -> dict[str, Any]:
-    """``record`` as plain values: JSON text, tensors as bytes (float32, or bool for the
-    overlay's region) with their shapes."""
+def _columns(record: Record, item: Item, dtype: torch.dtype) -> dict[str, Any]:
+    """``record`` as plain values: JSON text, maps as bytes of ``dtype`` (the store's), the
+    overlay's image as float32 and its region as bool bytes, each with its shape; the maps of
+    NIfTI inputs and of overlays travel as float32, as the local engine writes them."""
     overlay = record.overlay
+    if record.affine is not None or overlay is not None:  # NIfTI maps and overlays get the exact map
+        dtype = torch.float32
     return {"index": item.index, "name": item.name, "key": record.key, "row": json.dumps(record.row),
-            **_cells("map", record.map, torch.float32), **_cells("layer_map", record.layer_map, torch.float32),
+            "dtype": str(dtype).removeprefix("torch."),
+            **_cells("map", record.map, dtype), **_cells("layer_map", record.layer_map, dtype),
             "attrs": None if record.attrs is None else json.dumps(record.attrs),
             "affine": None if record.affine is None else json.dumps(np.asarray(record.affine).tolist()),
             **_cells("overlay_image", None if overlay is None else overlay.image, torch.float32),
@@ -176,23 +189,26 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 
     tensors = [(f"{name}{suffix}", kind) for name in TENSORS
                for suffix, kind in (("", pa.large_binary()), ("_shape", pa.list_(pa.int64())))]
-    schema = pa.schema([("index", pa.int64()), ("name", pa.string()), ("skipped", pa.int64()), ("key", pa.string()),
+    schema = pa.schema([("index", pa.int64()), ("name", pa.string()), ("skipped", pa.int64()), ("end", pa.bool_()),
+                        ("key", pa.string()), ("dtype", pa.string()),
                         ("row", pa.large_string()), ("attrs", pa.large_string()), ("affine", pa.string()),
                         ("overlay_title", pa.string()), ("failure", pa.string()), *tensors])
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _results(data: Any) -> Iterator[Result]:
-    """The actors' rows, streamed back, as the writer's results: a record each, then per item
-    its name and how many explanations were already done."""
+def _results(data: Any) -> Iterator[list[Result]]:
+    """The actors' rows, streamed back, as the writer's groups of results: a record each, then
+    per item its name and how many explanations were already done, until the group's end."""
+    group: list[Result] = []
     for batch in data.iter_batches(batch_size=None, batch_format="pyarrow"):
         for cells in batch.to_pylist():
             if cells["failure"] is not None:
                 raise SegcamError(cells["failure"])
-            if cells["key"] is None:
-                yield [], cells["skipped"], cells["name"]
-            else:
-                yield [_record(cells)], 0, None
+            group.append(([_record(cells)], 0, None) if cells["key"] is not None else
+                         ([], cells["skipped"], cells["name"]))
+            if cells["end"]:
+                yield group
+                group = []
 
 
 def _record(cells: Mapping[str, Any]) -> Record:
@@ -200,8 +216,10 @@ def _record(cells: Mapping[str, Any]) -> Record:
     affine, image = cells["affine"], _tensor(cells, "overlay_image", np.float32)
     overlay = None if image is None else Overlay(image, _tensor(cells, "overlay_region", np.bool_),
                                                  cells["overlay_title"])
-    return Record(cells["key"], json.loads(cells["row"]), _tensor(cells, "map", np.float32),
-                  _tensor(cells, "layer_map", np.float32), None if cells["attrs"] is None else json.loads(cells["attrs"]),
+    dtype = np.dtype(cells["dtype"])
+    heatmap, layer = _tensor(cells, "map", dtype), _tensor(cells, "layer_map", dtype)
+    return Record(cells["key"], json.loads(cells["row"]), None if heatmap is None else heatmap.float(),
+                  None if layer is None else layer.float(), None if cells["attrs"] is None else json.loads(cells["attrs"]),
                   None if affine is None else np.asarray(json.loads(affine)), overlay)
 
 

@@ -1,18 +1,25 @@
 """The maps of a batch run in ``DIR/maps.zarr`` (Zarr v3), written so that a kill never leaves
 half an explanation looking whole; and NIfTI copies of the maps of NIfTI inputs.
 
-One group per explanation, at its key (``"000012/c3/seg-xres-cam/downs.2"``), holds the array
-``map`` ``(*S)`` — float16 unless float32 is asked for, one chunk — and, when the store keeps
-them and the method has one, ``layer_map`` (the map at the layer's resolution); the
-explanation's metadata (image, target, method, layer, score …) are the group's attributes.
-Each group opens in xarray as a Dataset (dimensions ``z, y, x`` and ``layer_z, layer_y,
-layer_x``, the metadata as its ``attrs``); with zarr, ``zarr.open_group(DIR / "maps.zarr")[key]``.
+Maps of one shape are stacked: the group ``map-64x64`` (``map-8x64x64`` for volumes) holds
 
-Kill safety: zarr's local store writes each file under a temporary name and renames it, and a
-group says ``complete: true`` only after its arrays are written — that rename is the last
-step — so :meth:`MapStore.has` (and :meth:`~MapStore.keys`) see whole explanations only.
-Writes are not fsynced: they survive a killed process, not a power cut.  One process writes a
-store at a time (there is no locking).
+* ``map`` ``(N, *S)`` — float16 unless float32 is asked for, one chunk per explanation, NaN in
+  unused slots;
+* ``key`` ``(N,)`` — each explanation's key (``"000012/c3/seg-xres-cam/downs.2"``, the
+  ``key`` column of the run's table), ``""`` for an unused slot;
+* ``attrs`` ``(N,)`` — its metadata (image, target, method, layer, score …) as JSON text;
+
+and, when the store keeps them, layer-resolution maps are stacked the same way in
+``layer-16x16`` groups (``layer_map`` and ``key``).  A group opens in xarray as a Dataset
+(``xr.open_zarr(DIR / "maps.zarr", group="map-64x64")``, dimensions ``explanation, y, x``);
+with zarr, ``zarr.open_group(DIR / "maps.zarr")["map-64x64/map"][i]``.
+
+Kill safety: zarr's local store writes each file under a temporary name and renames it, and
+:meth:`MapStore.put_many` writes every map before any key, so a key in ``key`` always names a
+whole map — :meth:`MapStore.has` and :meth:`~MapStore.keys` see whole explanations only.  Arrays
+grow in steps and :meth:`MapStore.close` trims the unused slots; a killed run leaves them
+(``key == ""``), and the next run fills them.  Writes are not fsynced: they survive a killed
+process, not a power cut.  One process writes a store at a time (there is no locking).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,14 +41,70 @@ from ...data import save_nifti
 from ...errors import SegcamError
 
 MAPS = "maps.zarr"
-COMPLETE = "complete"  # the group attribute written last
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 FLOAT16_MAX = 65504.0
+GROWTH = 64  # slots added at least when a stack grows (then it doubles)
+KEY_CHUNK = 256  # keys (and attrs) per chunk
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_STACK = re.compile(r"(map|layer)-(\d+(?:x\d+){1,2})")
+_AXES = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One explanation to store: its ``key``, ``map`` ``(*S)``, optional ``layer_map`` and ``attrs``."""
+
+    key: str
+    map: Tensor
+    layer_map: Tensor | None = None
+    attrs: Mapping[str, Any] | None = None
+
+
+class _Stack:
+    """One group of maps of one shape: the data array, ``key`` (and ``attrs``), the slot of each key."""
+
+    def __init__(self, group: Any, name: str) -> None:
+        self.group, self.name = group, name
+        self.data = group[name]
+        self.key = group["key"]
+        self.attrs = group.get("attrs", None)
+        keys = self.key[...] if self.key.shape[0] else np.array([], dtype=object)
+        self.slots = {str(k): i for i, k in enumerate(keys) if k}
+        self.size = 1 + max(self.slots.values(), default=-1)
+
+    @classmethod
+    def create(cls, root: Any, kind: str, shape: tuple[int, ...], dtype: torch.dtype) -> _Stack:
+        name = "map" if kind == "map" else "layer_map"
+        group = root.create_group(f"{kind}-{'x'.join(map(str, shape))}")
+        axes = _AXES[-len(shape):]
+        prefix = "" if kind == "map" else "layer_"
+        group.create_array(name, shape=(0, *shape), chunks=(1, *shape), dtype=str(dtype).removeprefix("torch."),
+                           fill_value=float("nan"), dimension_names=("explanation", *(prefix + a for a in axes)))
+        for text in ("key", "attrs") if kind == "map" else ("key",):
+            group.create_array(text, shape=(0,), chunks=(KEY_CHUNK,), dtype=_zarr().dtype.VariableLengthUTF8(),
+                               fill_value="", dimension_names=("explanation",))
+        return cls(group, name)
+
+    def arrays(self) -> list[Any]:
+        return [a for a in (self.data, self.key, self.attrs) if a is not None]
+
+    def reserve(self, size: int) -> None:
+        """Room for ``size`` slots (the arrays grow to at least twice their length)."""
+        if size > self.data.shape[0]:
+            grown = max(size, 2 * self.data.shape[0], GROWTH)
+            for array in self.arrays():
+                array.resize((grown, *array.shape[1:]))
+
+    def trim(self) -> None:
+        for array in self.arrays():
+            if array.shape[0] != self.size:
+                array.resize((self.size, *array.shape[1:]))
 
 
 class MapStore:
-    """The maps of a run in ``path/maps.zarr``: :meth:`put`, :meth:`has`, :meth:`get`, :meth:`keys`.
+    """The maps of a run in ``path/maps.zarr``: :meth:`put_many`, :meth:`put`, :meth:`has`,
+    :meth:`get`, :meth:`layer_map`, :meth:`keys` (also ``for key in store``, ``key in store``,
+    ``len(store)``), :meth:`close`.
 
     >>> store = MapStore(out)                                           # doctest: +SKIP
     >>> store.put("000003/c2/seg-grad-cam/bottleneck", explanation.map[0], attrs={"score": 1.5})
@@ -53,48 +118,85 @@ class MapStore:
         self.layer_maps = flag(layer_maps, "layer_maps")
         try:
             self._root = _zarr().open_group(self.path, mode="a", zarr_format=3)
+            self._stacks = {name: _Stack(group, "map" if name.startswith("map") else "layer_map")
+                            for name, group in self._root.groups() if _STACK.fullmatch(name)}
         except Exception as error:  # zarr raises ContainsArrayError, FileExistsError, ValueError … here
-            raise SegcamError(f"cannot open {str(self.path)!r} as a Zarr v3 store ({error}); give a new output "
+            raise SegcamError(f"cannot open {str(self.path)!r} as a segcam map store ({error}); give a new output "
                               "folder or remove that path.") from error
 
     def put(self, key: str, map: Tensor, *, layer_map: Tensor | None = None, attrs: Mapping[str, Any] | None = None,
             ) -> None:
-        """Store ``map`` ``(*S)`` (and ``layer_map`` when the store keeps layer maps) with ``attrs``
-        (JSON-ready) under ``key``, replacing what was there; complete only when this returns."""
-        key = _key(key)
-        values = self._values(map, "map")
-        layer = None if layer_map is None else self._values(layer_map, "layer_map")
-        if layer is not None and layer.ndim != values.ndim:
-            raise SegcamError(f"layer_map has {layer.ndim} axes and map {values.ndim}; give both maps of one "
-                              "explanation, without the batch axis.")
-        meta = _attrs(attrs)
-        self._make_room(key)
-        group = self._root.create_group(key, overwrite=True, attributes={**meta, COMPLETE: False})
-        _write(group, "map", values, "")
-        if self.layer_maps and layer is not None:
-            _write(group, "layer_map", layer, "layer_")
-        group.attrs[COMPLETE] = True  # one atomic rewrite of the group's metadata: now it is whole
+        """Store one explanation: ``put_many([Entry(key, map, layer_map, attrs)])``."""
+        self.put_many([Entry(key, map, layer_map, attrs)])
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        """Store ``entries`` (maps ``(*S)``, layer maps when the store keeps them, JSON-ready
+        attrs), replacing explanations of the same keys; all checked before anything is
+        written, every map written before any key, a few zarr writes per stack."""
+        checked = [self._checked(e) for e in entries]
+        keys = [c[0] for c in checked]
+        if len(set(keys)) != len(keys):
+            raise SegcamError("put_many got the same key twice; give each explanation its own key.")
+        writes: dict[str, list[tuple[int, str, Tensor, str | None]]] = {}
+        for key, values, layer, attrs in checked:
+            self._forget_elsewhere(key, _stack_name("map", values))
+            writes.setdefault(_stack_name("map", values), []).append((0, key, values, attrs))
+            if layer is not None:
+                self._forget_elsewhere(key, _stack_name("layer", layer))
+                writes.setdefault(_stack_name("layer", layer), []).append((0, key, layer, None))
+        plans = {name: self._slots(name, rows) for name, rows in writes.items()}
+        for name, rows in plans.items():  # the data first …
+            _write_runs(self._stacks[name].data, [(s, v.numpy()) for s, _, v, _ in rows])
+        for name in sorted(plans, key=lambda n: n.startswith("map")):  # … then the layer maps' keys, the maps' last
+            stack, rows = self._stacks[name], plans[name]
+            if stack.attrs is not None:
+                _write_runs(stack.attrs, [(s, a) for s, _, _, a in rows])
+            _write_runs(stack.key, [(s, k) for s, k, _, _ in rows])
+            stack.slots.update((k, s) for s, k, _, _ in rows)
 
     def has(self, key: str) -> bool:
-        """Whether a complete explanation is stored under ``key``."""
-        node = self._root.get(_key(key))
-        return _is_explanation(node) and node.attrs[COMPLETE] is True
+        """Whether a whole explanation is stored under ``key``."""
+        return self._find(_key(key), "map") is not None
 
     def get(self, key: str) -> tuple[Tensor, dict[str, Any]]:
         """The map under ``key`` as a float32 tensor ``(*S)``, and its attributes."""
-        group = self._complete(key)
-        meta = {k: v for k, v in group.attrs.items() if k != COMPLETE}
-        return torch.from_numpy(group["map"][...]).float(), meta
+        stack, slot = self._where(key)
+        return torch.from_numpy(np.asarray(stack.data[slot])).float(), json.loads(str(stack.attrs[slot:slot + 1][0]) or "{}")
 
     def layer_map(self, key: str) -> Tensor | None:
         """The layer-resolution map under ``key`` (float32), or ``None`` when none was stored."""
-        group = self._complete(key)
-        return torch.from_numpy(group["layer_map"][...]).float() if "layer_map" in group else None
+        self._where(key)
+        found = self._find(key, "layer")
+        return None if found is None else torch.from_numpy(np.asarray(found[0].data[found[1]])).float()
 
     def keys(self) -> list[str]:
-        """The keys of the complete explanations, sorted."""
-        return sorted(path for path, node in self._root.members(max_depth=None)
-                      if _is_explanation(node) and node.attrs[COMPLETE] is True)
+        """The keys of the whole explanations, sorted."""
+        return sorted(k for name, s in self._stacks.items() if name.startswith("map-") for k in s.slots)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return sum(len(s.slots) for name, s in self._stacks.items() if name.startswith("map-"))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._find(key, "map") is not None
+
+    def close(self) -> None:
+        """Trim every stack to its used slots (a store left open keeps NaN slots with key ``""``)."""
+        for stack in self._stacks.values():
+            stack.trim()
+
+    # ------------------------------------------------------------------ helpers
+    def _checked(self, entry: Any) -> tuple[str, Tensor, Tensor | None, str]:
+        if not isinstance(entry, Entry):
+            raise SegcamError(f"put_many takes a list of segcam.apps.batch.store.Entry, got {shown(entry)}.")
+        values = self._values(entry.map, "map")
+        layer = None if entry.layer_map is None else self._values(entry.layer_map, "layer_map")
+        if layer is not None and layer.ndim != values.ndim:
+            raise SegcamError(f"layer_map has {layer.ndim} axes and map {values.ndim}; give both maps of one "
+                              "explanation, without the batch axis.")
+        return _key(entry.key), values, layer if self.layer_maps else None, _attrs(entry.attrs)
 
     def _values(self, map: Any, name: str) -> Tensor:
         """``map`` checked and cast to the store's dtype on the CPU."""
@@ -112,42 +214,58 @@ class MapStore:
                               "dtype='float32' or normalise the map.")
         return values.to(self.dtype)
 
-    def _make_room(self, key: str) -> None:
-        """Refuse nested keys; mark an explanation about to be replaced incomplete first, so a kill
-        while zarr deletes its old arrays never leaves it looking whole."""
-        parts = key.split("/")
-        for depth in range(1, len(parts)):
-            above = "/".join(parts[:depth])
-            if _is_explanation(self._root.get(above)):
-                raise SegcamError(f"key {key!r} lies inside the explanation {above!r}; keys must not nest: give "
-                                  "every explanation a key of the same depth, e.g. item/target/method/layer.")
-        node = self._root.get(key)
-        if node is None:
-            return
-        if not _is_explanation(node):
-            raise SegcamError(f"key {key!r} holds other explanations (it is a folder of keys); pick a key that "
-                              "is not a prefix of another one.")
-        node.attrs[COMPLETE] = False
+    def _slots(self, name: str, rows: list[tuple[int, str, Tensor, str | None]],
+               ) -> list[tuple[int, str, Tensor, str | None]]:
+        """``rows`` with their slots in stack ``name`` (made when new): a key's own, else the next free."""
+        if name not in self._stacks:
+            kind, shape = _STACK.fullmatch(name).groups()
+            self._stacks[name] = _Stack.create(self._root, kind, tuple(map(int, shape.split("x"))), self.dtype)
+        stack = self._stacks[name]
+        placed = []
+        for _, key, values, attrs in rows:
+            slot = stack.slots.get(key)
+            if slot is None:
+                slot, stack.size = stack.size, stack.size + 1
+            placed.append((slot, key, values, attrs))
+        stack.reserve(stack.size)
+        return placed
 
-    def _complete(self, key: str) -> Any:
-        if not self.has(key):
-            raise SegcamError(f"no complete explanation {key!r} in {str(self.path)!r}; MapStore.keys() lists "
+    def _forget_elsewhere(self, key: str, keep: str) -> None:
+        """Drop ``key`` from the stacks of its kind other than ``keep`` (a map replaced by one of
+        another shape): its key is blanked before the new map is written."""
+        kind = keep.split("-")[0]
+        for name, stack in self._stacks.items():
+            if name != keep and name.startswith(kind + "-") and key in stack.slots:
+                stack.key[stack.slots.pop(key)] = ""
+
+    def _find(self, key: str, kind: str) -> tuple[_Stack, int] | None:
+        for name, stack in self._stacks.items():
+            if name.startswith(kind + "-") and key in stack.slots:
+                return stack, stack.slots[key]
+        return None
+
+    def _where(self, key: str) -> tuple[_Stack, int]:
+        found = self._find(_key(key), "map")
+        if found is None:
+            raise SegcamError(f"no whole explanation {key!r} in {str(self.path)!r}; MapStore.keys() lists "
                               "the stored ones.")
-        return self._root[key]
+        return found
 
 
-def _write(group: Any, name: str, values: Tensor, prefix: str) -> None:
-    """``values`` as the one-chunk array ``name`` of ``group``, with named dimensions."""
-    axes = ("z", "y", "x")[-values.ndim:]
-    array = group.create_array(name, shape=tuple(values.shape), chunks=tuple(values.shape),
-                               dtype=str(values.dtype).removeprefix("torch."),
-                               dimension_names=tuple(prefix + a for a in axes))
-    array[...] = values.numpy()
+def _stack_name(kind: str, values: Tensor) -> str:
+    return f"{kind}-{'x'.join(str(n) for n in values.shape)}"
 
 
-def _is_explanation(node: Any) -> bool:
-    """Whether ``node`` is an explanation's group (whole or not), not an array or a folder of keys."""
-    return isinstance(node, _zarr().Group) and COMPLETE in node.attrs
+def _write_runs(array: Any, items: list[tuple[int, Any]]) -> None:
+    """``array[slot] = value`` for every item, one zarr write per run of consecutive slots."""
+    items = sorted(items, key=lambda i: i[0])
+    start = 0
+    for end in range(1, len(items) + 1):
+        if end == len(items) or items[end][0] != items[end - 1][0] + 1:
+            run = [v for _, v in items[start:end]]
+            block = np.stack(run) if isinstance(run[0], np.ndarray) else np.array(run, dtype=object)
+            array[items[start][0]:items[end - 1][0] + 1] = block
+            start = end
 
 
 def save_nifti_map(path: str | Path, map: Tensor, affine: Tensor | Any) -> None:
@@ -160,20 +278,17 @@ def save_nifti_map(path: str | Path, map: Tensor, affine: Tensor | Any) -> None:
     save_nifti(path, map, affine)
 
 
-def _attrs(attrs: Any) -> dict[str, Any]:
-    """``attrs`` checked to be a JSON-ready dict (no NaN: JSON has none)."""
+def _attrs(attrs: Any) -> str:
+    """``attrs`` checked to be a JSON-ready dict (no NaN: JSON has none), as JSON text."""
     if attrs is None:
-        return {}
+        return "{}"
     if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
         raise SegcamError(f"attrs must be a dict with str keys, got {shown(attrs)}.")
-    if COMPLETE in attrs:
-        raise SegcamError(f"attrs must not have the key {COMPLETE!r}: the store writes it; rename yours.")
     try:
-        json.dumps(attrs, allow_nan=False)
+        return json.dumps(dict(attrs), allow_nan=False)
     except (TypeError, ValueError) as error:
         raise SegcamError(f"attrs must be JSON-ready ({error}); convert tensors with .item() or .tolist(), "
                           "paths with str() and NaN with None.") from None
-    return dict(attrs)
 
 
 def _key(key: Any) -> str:

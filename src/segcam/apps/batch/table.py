@@ -1,11 +1,15 @@
-"""The table of a batch run: a row per explanation in ``DIR/explanations.parquet``, written in
-part files as it goes so that a killed run loses only the rows not yet flushed.
+"""The table of a batch run: a row per explanation in ``DIR/explanations.parquet``, written as
+it goes so that a killed run loses only the rows not yet committed.
 
-:class:`TableWriter` appends rows; every ``flush_every`` rows become the next part file
+:class:`TableWriter` appends rows; :meth:`~TableWriter.commit` appends the rows since the last
+commit to the journal ``DIR/explanations.parts/journal.jsonl`` (one JSON object per line, one
+write), and every ``flush_every`` rows become the next part file
 ``DIR/explanations.parts/part-000001.parquet`` …, written under a temporary name in the same
 folder and renamed, so a part appears whole or not at all (a temporary file left by a kill is
-ignored, and removed by the next writer).  :func:`done_keys` reads the ``key`` column of the
-parts and of an earlier run's table: what a resumed run skips.  :meth:`TableWriter.close`
+ignored, and removed by the next writer), after which the journal is emptied.  A journal line
+cut short by a kill is ignored; the next writer turns the journal's rows into a part.
+:func:`done_keys` reads the ``key`` column of the parts, the journal and an earlier run's
+table: what a resumed run skips.  :meth:`TableWriter.close`
 merges them all into ``explanations.parquet`` (and ``explanations.csv`` on request), sorted by
 item ``index`` then ``key``, with the columns of every row (missing values are nulls, ints
 and floats merge as floats), then removes the parts.  Writes are not fsynced (a killed process
@@ -14,6 +18,7 @@ loses nothing flushed; a power cut may), and one process writes a folder at a ti
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -27,6 +32,7 @@ from .store import flag, output_folder, shown
 TABLE = "explanations.parquet"
 CSV = "explanations.csv"
 PARTS = "explanations.parts"
+JOURNAL = "journal.jsonl"
 KEY, INDEX = "key", "index"  # the columns every row has
 _PART = re.compile(r"part-(\d{6,})\.parquet")
 _KINDS = (bool, int, float, str)  # bool first: a bool is an int too
@@ -39,7 +45,8 @@ class TableWriter:
     Rows are flat dicts of str, int, float, bool or ``None`` with at least ``key`` (str) and
     ``index`` (the item's, int ≥ 0); a column may be missing or ``None`` in some rows, and ints
     and floats mix (as floats).  Every ``flush_every`` rows go to a new part file; a killed run
-    loses only the rows not yet flushed, and a new writer on the same folder goes on after them.
+    loses only the rows not yet committed (:meth:`commit`), and a new writer on the same folder
+    goes on after them.
     """
 
     def __init__(self, path: str | Path, *, flush_every: int = 256, csv: bool = False) -> None:
@@ -52,10 +59,12 @@ class TableWriter:
         self.parts.mkdir(parents=True, exist_ok=True)
         for stale in self.parts.glob(".part-*.tmp"):  # left by a killed writer: never part of the table
             stale.unlink()
-        self._kinds = _kinds_on_disk(self.folder)
         self._next = 1 + max((int(_PART.fullmatch(p.name)[1]) for p in _part_files(self.parts)), default=0)
-        self._rows: list[dict[str, Any]] = []
+        self._uncommitted = 0
         self._closed = False
+        self._rows: list[dict[str, Any]] = journal_rows(self.folder)  # a killed writer's committed rows: a part now
+        self._kinds = _kinds_on_disk(self.folder, self._rows)
+        self.flush()
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add one row (checked whole before it is kept); flush when ``flush_every`` are waiting."""
@@ -63,8 +72,17 @@ class TableWriter:
             raise SegcamError("this TableWriter is closed; open a new one on the folder to add rows.")
         self._kinds = _row_kinds(row, self._kinds)
         self._rows.append(dict(row))
+        self._uncommitted += 1
         if len(self._rows) >= self.flush_every:
             self.flush()
+
+    def commit(self) -> None:
+        """Make the rows appended since the last commit survive a kill: one append to the journal."""
+        if self._uncommitted:
+            lines = "".join(json.dumps(r) + "\n" for r in self._rows[-self._uncommitted:])
+            with open(self.parts / JOURNAL, "a", encoding="utf-8") as journal:
+                journal.write(lines)
+            self._uncommitted = 0
 
     def flush(self) -> None:
         """Write the waiting rows as the next part file (atomically)."""
@@ -75,8 +93,9 @@ class TableWriter:
         table = pa.table({c: pa.array([r.get(c) for r in self._rows], type=getattr(pa, _ARROW[self._kinds[c]])())
                           for c in columns})
         _replace(self.parts / f"part-{self._next:06d}.parquet", lambda tmp: pq.write_table(table, str(tmp)))
+        (self.parts / JOURNAL).unlink(missing_ok=True)  # its rows are in the part now
         self._next += 1
-        self._rows = []
+        self._rows, self._uncommitted = [], 0
 
     def close(self) -> Path:
         """Flush, merge the parts (and an earlier run's table) into ``explanations.parquet`` — sorted
@@ -108,12 +127,29 @@ class TableWriter:
 
 
 def done_keys(path: str | Path) -> set[str]:
-    """The keys of the rows in ``path``'s table and flushed part files: what a resumed run skips."""
+    """The keys of the rows in ``path``'s table, part files and journal: what a resumed run skips."""
     folder = output_folder(path, create=False)
     if not folder.is_dir():
         return set()
     _, pq = _pyarrow()
-    return {k for p in _sources(folder) for k in pq.read_table(p, columns=[KEY])[KEY].to_pylist()}
+    return ({k for p in _sources(folder) for k in pq.read_table(p, columns=[KEY])[KEY].to_pylist()}
+            | {r[KEY] for r in journal_rows(folder)})
+
+
+def journal_rows(folder: Path) -> list[dict[str, Any]]:
+    """The committed rows of ``folder``'s journal (a last line cut short by a kill is left out)."""
+    journal = folder / PARTS / JOURNAL
+    if not journal.is_file():
+        return []
+    rows = []
+    for line in journal.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            row = json.loads(line) if line.endswith("\n") else None
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get(KEY), str):
+            rows.append(row)
+    return rows
 
 
 def _merged_table(sources: list[Path]) -> Any:
@@ -194,8 +230,9 @@ def _kind(name: str, value: Any) -> str | None:
                       "tensors and numpy numbers with .item() and lists with json.dumps.")
 
 
-def _kinds_on_disk(folder: Path) -> dict[str, str | None]:
-    """The column kinds of the table and parts already written (a resumed run keeps them)."""
+def _kinds_on_disk(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The column kinds of the table and parts already written and of journal ``rows`` (a
+    resumed run keeps them)."""
     pa, pq = _pyarrow()
     t = pa.types
     kinds: dict[str, str | None] = {}
@@ -205,6 +242,8 @@ def _kinds_on_disk(folder: Path) -> dict[str, str | None]:
                                               ("float", t.is_floating), ("str", t.is_string))
                          if is_kind(field.type)), None)
             kinds[field.name] = _merged_kind(field.name, kinds.get(field.name), kind)
+    for row in rows:
+        kinds = _row_kinds(row, kinds)
     return kinds
 
 
