@@ -1,16 +1,23 @@
-"""Batch mode: the local engine against a plain Python loop, and its memory over many items.
+"""Batch mode: the local engine against a plain Python loop, the Ray engine against the local
+one, and the local engine's memory over many items.
 
-    python benchmarks/bench_batch.py [--items 200] [--memory-items 10000] [--json benchmarks/batch_results.json]
+    python benchmarks/bench_batch.py [--items 300] [--ray-items 1000] [--memory-items 10000]
+                                     [--json benchmarks/batch_results.json]
 
-* **throughput**: ``run_batch`` (files read ahead by 2 worker processes, all of an item's targets
-  explained from one forward pass, maps to Zarr, rows to Parquet) against a plain loop over the
-  same files doing the same explanations one target at a time (``load_image`` → ``explain`` →
-  ``np.save``), explanations per second of each and their ratio (issue goal ≥ 1.5);
+* **throughput**: ``run_batch`` as shipped (readers decided from the first file, groups of 8
+  items through the model, maps to Zarr, rows to Parquet) against a plain loop over the same
+  files doing the same explanations one target at a time (``load_image`` → ``explain`` →
+  ``np.save``): explanations per second and their ratio (issue goal ≥ 1.5); also the engine
+  with 2 reader processes forced and with one item per forward pass, to show what each part is
+  worth;
+* **ray**: ``run_batch_ray`` (2 actors of 1 CPU on a local Ray instance of 2 CPUs) against
+  ``run_batch`` on the same files: the time ratio with Ray already started (steady overhead) and
+  with Ray's start and stop counted (issue goal ≤ 1.3);
 * **memory**: the engine over a CSV manifest of ``--memory-items`` rows (the bundled samples
-  repeated), the process's resident memory sampled every 500 items: flat means bounded.
+  repeated), the process's resident memory sampled every 1000 items: flat means bounded.
 
 The foreign CPU load during each part is reported (figures with another busy process are not
-comparable).
+comparable); in the Ray and reader runs it includes our own Ray and reader processes.
 """
 
 from __future__ import annotations
@@ -63,6 +70,13 @@ def plain_loop(folder: Path, out: Path) -> int:
     return count
 
 
+def timed_engine(folder: Path, out: Path, count: int, config: BatchConfig) -> float:
+    start = time.perf_counter()
+    summary = run_batch(folder, out, config=config)
+    assert summary.written == count, (summary.written, count)
+    return time.perf_counter() - start
+
+
 def throughput(root: Path, n: int, monitor: CpuMonitor) -> dict:
     folder = make_folder(root, n)
     monitor.wait_quiet()
@@ -70,13 +84,50 @@ def throughput(root: Path, n: int, monitor: CpuMonitor) -> dict:
     start = time.perf_counter()
     count = plain_loop(folder, root / "loop")
     loop_s = time.perf_counter() - start
-    start = time.perf_counter()
-    summary = run_batch(folder, root / "engine", config=BatchConfig(workers=2))
-    engine_s = time.perf_counter() - start
-    assert summary.written == count, (summary.written, count)
+    engine_s = timed_engine(folder, root / "engine", count, BatchConfig())
+    foreign = monitor.foreign(mark)
+    variants = {}
+    for name, config in (("readers_2", BatchConfig(workers=2)), ("one_item_per_pass", BatchConfig(batch_size=1))):
+        monitor.wait_quiet()
+        mark = monitor.start()
+        seconds = timed_engine(folder, root / name, count, config)
+        variants[name] = {"seconds": round(seconds, 2), "speedup": round(loop_s / seconds, 2),
+                          "foreign_cores": round(monitor.foreign(mark), 2)}
     return {"items": n, "explanations": count, "loop_s": round(loop_s, 2), "engine_s": round(engine_s, 2),
             "loop_per_s": round(count / loop_s, 1), "engine_per_s": round(count / engine_s, 1),
-            "speedup": round(loop_s / engine_s, 2), "foreign_cores": round(monitor.foreign(mark), 2)}
+            "speedup": round(loop_s / engine_s, 2), "foreign_cores": round(foreign, 2), "engine_variants": variants}
+
+
+def ray_overhead(root: Path, n: int, monitor: CpuMonitor) -> dict:
+    import logging
+
+    import ray
+
+    from segcam.apps.batch.ray_engine import RayConfig, run_batch_ray
+
+    folder = make_folder(root, n)
+    config = BatchConfig(workers=0)
+    monitor.wait_quiet()
+    mark = monitor.start()
+    start = time.perf_counter()
+    local = run_batch(folder, root / "local", config=config)
+    local_s = time.perf_counter() - start
+    start = time.perf_counter()
+    cold = run_batch_ray(folder, root / "cold", config=config, ray=RayConfig(actors=2, num_cpus=2))
+    cold_s = time.perf_counter() - start
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        run_batch_ray(folder, root / "warm-up", config=config, ray=RayConfig(actors=2))  # the workers' imports
+        start = time.perf_counter()
+        warm = run_batch_ray(folder, root / "warm", config=config, ray=RayConfig(actors=2))
+        warm_s = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    assert local.written == cold.written == warm.written
+    return {"items": n, "explanations": local.written, "local_s": round(local_s, 2),
+            "ray_started_s": round(warm_s, 2), "ray_with_start_s": round(cold_s, 2),
+            "ratio_started": round(warm_s / local_s, 2), "ratio_with_start": round(cold_s / local_s, 2),
+            "actors": 2, "foreign_cores": round(monitor.foreign(mark), 2)}
 
 
 def memory(root: Path, n: int) -> dict:
@@ -85,18 +136,19 @@ def memory(root: Path, n: int) -> dict:
     samples: list[tuple[int, float]] = []
 
     def progress(done: int, total: int, name: str) -> None:
-        if done % 500 == 0 or done == total:
+        if done % 1000 == 0 or done == total:
             samples.append((done, round(rss_mb(), 1)))
 
     start = time.perf_counter()
-    run_batch(manifest, root / "memory", config=BatchConfig(workers=2), progress=progress)
+    run_batch(manifest, root / "memory", config=BatchConfig(), progress=progress)
     return {"items": n, "seconds": round(time.perf_counter() - start, 1), "rss_mb": samples,
             "growth_mb_after_first_1000": round(samples[-1][1] - next(m for d, m in samples if d >= 1000), 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--ray-items", type=int, default=1000, help="0: skip the Ray part")
     parser.add_argument("--memory-items", type=int, default=10_000)
     parser.add_argument("--json", default="benchmarks/batch_results.json")
     parser.add_argument("--quiet-wait", type=float, default=60.0)
@@ -107,6 +159,9 @@ def main() -> None:
                "torch": torch.__version__, "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as folder:
         results["throughput"] = throughput(Path(folder), args.items, monitor)
+    if args.ray_items:
+        with tempfile.TemporaryDirectory() as folder:
+            results["ray"] = ray_overhead(Path(folder), args.ray_items, monitor)
     with tempfile.TemporaryDirectory() as folder:
         results["memory"] = memory(Path(folder), args.memory_items)
     print(json.dumps(results, indent=1))

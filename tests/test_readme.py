@@ -1,5 +1,6 @@
 """The README's examples run: every Python block (in order, in one namespace, as a reader would
-paste them) and every `segcam` command line, in a scratch folder holding `scene.png`.
+paste them) and every `segcam` command line, in a scratch folder holding `scene.png` and a folder
+`images/` of the three sample scenes.
 
 Two commands are parsed but not run, for time: `segcam train` (the default model takes 6 minutes
 and a family a minute or more; tests/apps/test_train.py, test_levels.py and test_cli.py train for
@@ -50,6 +51,9 @@ def test_the_ci_runs_the_readmes_test_command():
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
     shutil.copy(SAMPLES / "scene-1.png", tmp_path / "scene.png")
+    (tmp_path / "images").mkdir()  # the folder the batch examples explain
+    for i in (1, 2, 3):
+        shutil.copy(SAMPLES / f"scene-{i}.png", tmp_path / "images" / f"scene-{i}.png")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SEGCAM_CACHE", raising=False)

@@ -100,3 +100,25 @@ def test_options_named_like_batch_flags_get_the_methods_prefix(capsys):
         assert "--window WINDOW window size" in text and "[seg-xres-cam]" in text
     finally:
         unregister("clash-batch-cam")
+
+
+def test_device_cpu_runs_there_and_a_device_this_machine_lacks_is_refused(folder, tmp_path, capsys):
+    from segcam.apps.batch.runner import run_batch
+
+    loaded = segcam.load_model("default")
+    summary = run_batch(folder, tmp_path / "py", model=loaded, device="cpu")
+    assert summary.written > 0 and next(loaded.model.parameters()).device.type == "cpu"
+    assert main(["batch", str(folder), "--out", str(tmp_path / "cli"), "--device", "cpu", "--workers", "0"]) == 0
+    capsys.readouterr()
+    for device, message in (("cuda:99", "CUDA device"), ("toaster", "unknown device 'toaster'")):
+        assert main(["batch", str(folder), "--out", str(tmp_path / device), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "--device cpu" in err or "give 'cpu'" in err
+        assert not (tmp_path / device).exists()
+    assert main(["batch", str(folder), "--out", str(tmp_path / "ray"), "--engine", "ray", "--device", "cpu"]) == 2
+    assert "--gpus-per-actor 1 instead of --device" in capsys.readouterr().err
+
+
+def test_an_unknown_method_names_the_near_ones(folder, tmp_path, capsys):
+    assert main(["batch", str(folder), "--out", str(tmp_path / "o"), "--methods", "seg-xres-cum"]) == 2
+    assert "unknown method 'seg-xres-cum' (did you mean seg-xres-cam" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -129,42 +130,6 @@ def test_a_killed_run_loses_at_most_the_group_in_flight_and_resumes_as_a_clean_r
                                                  for k in stored)  # the same groups: the same maps, bit for bit
 
 
-@pytest.mark.parametrize("kind", ["predicted", "instances:1,2,3", "truth", "manifest"])
-def test_items_explained_together_equal_each_item_alone(tmp_path, kind):
-    import csv
-    import json
-
-    from segcam.data import sample_scenes
-
-    lines = [["image", "mask", "targets"]]
-    for i, scene in enumerate(sample_scenes()[:3]):
-        np.save(tmp_path / f"labels{i}.npy", scene.labels.numpy())
-        targets = [{"cls": 1, "region": {"kind": "box", "start": [0, 8 * i], "stop": [32, 40]}},
-                   {"cls": 2, "reduce": "mean"}, {"cls": 1, "region": {"kind": "pixels", "points": [[10 + i, 20]]}}]
-        lines.append([str(SAMPLES / f"scene-{i + 1}.png"), f"labels{i}.npy", json.dumps(targets[: i + 1])])
-    with (tmp_path / "m.csv").open("w", newline="") as f:
-        csv.writer(f).writerows(lines)
-    outs = {}
-    for size in (1, 3):
-        outs[size] = tmp_path / f"by{size}"
-        run_batch(tmp_path / "m.csv", outs[size], config=BatchConfig(
-            workers=0, targets=kind, batch_size=size, dtype="float32", layer_maps=True,
-            methods=("seg-grad-cam", "seg-xres-cam"), layers=("downs.1", "downs.2"), metrics=("evidence",)))
-    alone, together = ({r["key"]: r for r in table(outs[n])} for n in (1, 3))
-    assert sorted(alone) == sorted(together) and len({k.split("/")[0] for k in alone}) == 3
-    for key, row in alone.items():
-        assert not row["error"], row["error"]
-        for column, value in row.items():
-            if isinstance(value, float) and not column.endswith("seconds"):
-                assert together[key][column] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, column)
-            elif not column.endswith("seconds"):
-                assert together[key][column] == value, (key, column)
-    one, three = MapStore(outs[1], dtype="float32"), MapStore(outs[3], dtype="float32")
-    for key in alone:  # maps in [0, 1]; a batch of three changes the convolutions' float rounding only
-        assert torch.allclose(one.get(key)[0], three.get(key)[0], rtol=0, atol=1e-5), key
-        assert torch.allclose(one.layer_map(key), three.layer_map(key), rtol=0, atol=1e-5), key
-
-
 def test_the_command_line_writes_the_outputs_and_a_summary(folder, tmp_path, capsys):
     from segcam.apps.cli import main
 
@@ -202,24 +167,37 @@ def test_every_target_kind_from_a_manifest_and_a_glob(tmp_path, kind):
     assert {r["image"] for r in table(glob_out)} == {str(p) for p in sorted(SAMPLES.glob("scene-*.png"))}
 
 
-def test_an_item_that_fails_in_its_group_fails_alone(tmp_path):
-    import csv
-    import json
+def test_memory_stays_bounded_over_many_items(tmp_path, monkeypatch):
+    """At most ``ahead`` + one group of decoded items alive at once, and resident memory flat."""
+    import gc
+    import weakref
 
-    good = [{"cls": 1, "region": {"kind": "box", "start": [0, 0], "stop": [32, 32]}}]
-    bad = [{"cls": 1, "region": {"kind": "box", "start": [100, 100], "stop": [120, 120]}}]  # outside 64²
-    with (tmp_path / "m.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([["image", "targets"]] + [[str(SAMPLES / f"scene-{i + 1}.png"),
-                                                           json.dumps(bad if i == 1 else good)] for i in range(3)])
-    outs = {n: tmp_path / f"by{n}" for n in (1, 3)}
-    for n, out in outs.items():
-        summary = run_batch(tmp_path / "m.csv", out, config=BatchConfig(workers=0, targets="manifest", batch_size=n,
-                                                                        dtype="float32"))
-        assert summary.failed == 1 and summary.written == 2
-    rows = {n: {r["key"]: r for r in table(out)} for n, out in outs.items()}
-    assert sorted(rows[3]) == sorted(rows[1]) == ["000000/m0/seg-grad-cam/downs.2", "000001/error",
-                                                  "000002/m0/seg-grad-cam/downs.2"]
-    error = rows[3]["000001/error"]["error"]
-    assert "box" in error and error == rows[1]["000001/error"]["error"]
-    one, three = MapStore(outs[1], dtype="float32"), MapStore(outs[3], dtype="float32")
-    assert len(one) == 2 and all(torch.equal(one.get(k)[0], three.get(k)[0]) for k in one)  # the others: alone too
+    from segcam.apps.batch import decode as decode_module
+
+    n = 1200
+    manifest = tmp_path / "many.csv"
+    manifest.write_text("image\n" + "".join(f"{SAMPLES / f'scene-{i % 3 + 1}.png'}\n" for i in range(n)))
+    alive, most = [0], [0]
+    read = decode_module.read
+
+    def counted(item, max_pixels):
+        d = read(item, max_pixels)
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(d.image, lambda: alive.__setitem__(0, alive[0] - 1))
+        return d
+
+    monkeypatch.setattr(decode_module, "read", counted)
+    rss = {}
+
+    def progress(done, total, name):
+        if done in (200, n):
+            gc.collect()
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            rss[done] = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    config = BatchConfig(workers=0, ahead=8, batch_size=8)
+    summary = run_batch(manifest, tmp_path / "out", config=config, progress=progress)
+    assert summary.written > n and summary.failed == 0
+    assert most[0] <= config.ahead + config.batch_size + 1  # the items being read, the group being explained
+    assert rss[n] - rss[200] < 40, rss  # MB: 1000 more items (thousands of maps) add nothing that stays

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 from functools import partial
 
+from ...errors import SegcamError
 from ..evaluate import ProgressBar
 from ..method_flags import add_method_flags, methods_options
 from .metrics import METRICS
@@ -24,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction, positive: object,
     p.add_argument("--out", required=True, help="output folder (a re-run resumes where the last one stopped)")
     p.add_argument("--model", default="default", help="a model spec as for `segcam explain --model`")
     p.add_argument("--weights", help="weights for --model")
+    p.add_argument("--device", help="run the model on this device: cpu, cuda, cuda:1 … (default: where it loads, "
+                                    "the CPU; with --engine ray use --gpus-per-actor)")
     p.add_argument("--num-classes", type=positive, help="number of classes for zoo/torchvision/factory models")
     p.add_argument("--targets", default="predicted",
                    help="predicted[:C,...] | instances:C,... | truth[:C,...] (needs masks) | manifest (default predicted)")
@@ -87,9 +90,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Callable[..., Summary]:
-    """``run_batch``, or ``run_batch_ray`` with the Ray options of ``args``."""
+    """``run_batch`` (on ``--device``), or ``run_batch_ray`` with the Ray options of ``args``."""
     if args.engine == "local":
-        return run_batch
+        return partial(run_batch, device=args.device)
+    if args.device is not None:
+        raise SegcamError("--device places the model of the local engine; Ray places its actors' models: give "
+                          "--gpus-per-actor 1 instead of --device with --engine ray.")
     ray = RayConfig(actors=args.actors, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                     address=args.address)
     return partial(run_batch_ray, ray=ray)
