@@ -17,9 +17,18 @@ from segcam.errors import SegcamError
     ({"batch_size": True}, "batch_size must be a positive integer"),
     ({"batch_size": 2.0}, "batch_size must be a positive integer"),
     ({"workers": -1}, "workers must be an integer ≥ 0"),
-    ({"workers": "auto"}, r"or None \(decide from the first file\)"),
+    ({"workers": "auto"}, r"or None \(decide from the files\)"),
     ({"metrics": ("speed",)}, "speed"),
     ({"overlays": "yes"}, "overlays must be True or False"),
+    ({"methods": ("seg-grad-cam", "seg-grad-cam")}, "names a method twice"),
+    ({"options": {"seg-xres-cam": {"window": 2}}}, "which this run does not use"),
+    ({"methods": ("seg-xres-cam",), "options": {"seg-xres-cam": {"windw": 2}}}, "windw"),
+    ({"methods": ("seg-xres-cam",), "options": {"seg-xres-cam": {"window": 0}}}, "window"),
+    ({"options": [("seg-grad-cam", {})]}, "options must be a dict"),
+    ({"layers": "downs.2"}, r"tuple of layer names \(e.g. \('downs.2',\)\)"),
+    ({"layers": ()}, "tuple of layer names"),
+    ({"max_pixels": -5}, "max_pixels must be a positive integer"),
+    ({"ahead": 0}, "ahead must be a positive integer"),
 ])
 def test_bad_settings_name_the_fix(kwargs, match):
     with pytest.raises(SegcamError, match=match):

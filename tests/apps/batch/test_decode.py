@@ -71,3 +71,20 @@ def test_auto_reads_small_files_here_and_slow_ones_in_workers(items, monkeypatch
 def test_bad_settings_name_the_fix(kwargs, match):
     with pytest.raises(SegcamError, match=match):
         list(decoded([], **kwargs))
+
+
+def test_a_readers_own_failure_is_that_items_error(items, monkeypatch):
+    def crash(path, **kwargs):
+        raise ValueError("decoder bug")
+
+    monkeypatch.setattr(decode_module, "load_image", crash)
+    d = read(items[0])
+    assert d.image is None and d.error == "cannot read 0.npy: ValueError: decoder bug"
+
+
+def test_auto_decides_on_the_second_read_not_the_first(items, monkeypatch):
+    times = iter([0.0, 1.0, 1.001, 1.002, 1.003, 1.004, 1.005, 1.006])  # the first read "took" 1 s, the next 1 ms
+    monkeypatch.setattr(decode_module.time, "perf_counter", lambda: next(times))
+    reader = decoded(items, ahead=3)
+    got = [d.item.index for d in reader]
+    assert reader.workers == 0 and got == [0, 1, 99, 2, 3, 4]

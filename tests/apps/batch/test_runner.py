@@ -201,3 +201,110 @@ def test_memory_stays_bounded_over_many_items(tmp_path, monkeypatch):
     assert summary.written > n and summary.failed == 0
     assert most[0] <= config.ahead + config.batch_size + 1  # the items being read, the group being explained
     assert rss[n] - rss[200] < 40, rss  # MB: 1000 more items (thousands of maps) add nothing that stays
+
+
+def test_a_resumed_run_redoes_only_the_missing_layers_and_counts_each_explanation(folder, tmp_path):
+    out = tmp_path / "out"
+    first = run_batch(folder, out, config=BatchConfig(workers=0, layers=("downs.2",)))
+    with pytest.raises(segcam.SegcamError, match="other settings .layers"):  # another run's settings: refused
+        run_batch(folder, out, config=BatchConfig(workers=0, layers=("downs.1", "downs.2")))
+    again = run_batch(folder, out, config=BatchConfig(workers=0, layers=("downs.2",)))
+    assert again.written == 0 and again.skipped == first.written  # per explanation
+    rows = table(out)
+    assert len([r for r in rows if not r["error"]]) == first.written
+
+
+def test_a_folder_of_another_run_is_refused_with_the_fix(folder, tmp_path):
+    out = tmp_path / "out"
+    run_batch(folder, out, config=BatchConfig(workers=0, methods=("seg-xres-cam",),
+                                              options={"seg-xres-cam": {"window": 2}}))
+    with pytest.raises(segcam.SegcamError, match=r"other settings \(options: .* give a new --out"):
+        run_batch(folder, out, config=BatchConfig(workers=0, methods=("seg-xres-cam",),
+                                                  options={"seg-xres-cam": {"window": 4}}))
+    shutil.copy(SAMPLES / "scene-3.png", folder / "a-first.png")  # sorts first: renumbers every item
+    with pytest.raises(segcam.SegcamError, match="over other items"):
+        run_batch(folder, out, config=BatchConfig(workers=0, methods=("seg-xres-cam",),
+                                                  options={"seg-xres-cam": {"window": 2}}))
+
+
+def test_items_added_at_the_end_of_a_manifest_are_explained_and_the_rest_skipped(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"image\n{SAMPLES / 'scene-1.png'}\n")
+    first = run_batch(manifest, tmp_path / "out", config=BatchConfig(workers=0))
+    manifest.write_text(f"image\n{SAMPLES / 'scene-1.png'}\n{SAMPLES / 'scene-2.png'}\n")
+    second = run_batch(manifest, tmp_path / "out", config=BatchConfig(workers=0))
+    assert second.skipped == first.written and second.written > 0
+    assert {r["index"] for r in table(tmp_path / "out")} == {0, 1}
+
+
+def test_settings_wrong_for_the_model_fail_before_any_item(folder, tmp_path):
+    for config, match in ((BatchConfig(workers=0, layers=("downs.9",)), "downs.9"),
+                          (BatchConfig(workers=0, targets="predicted:skyy"), "unknown class name 'skyy'")):
+        with pytest.raises(segcam.SegcamError, match=match):
+            run_batch(folder, tmp_path / "out", config=config)
+        assert done_keys(tmp_path / "out") == set()
+    run_batch(folder, tmp_path / "out", config=BatchConfig(workers=0))  # the folder is not spoiled
+    assert done_keys(tmp_path / "out")
+
+
+def test_every_registered_method_runs_in_a_batch(folder, tmp_path):
+    from segcam.methods import METHODS
+
+    options = {"rise": {"n_masks": 8}, "score-cam": {"batch_size": 8}}
+    config = BatchConfig(workers=0, targets="predicted:1", methods=tuple(METHODS),
+                         options={m: o for m, o in options.items() if m in METHODS})
+    summary = run_batch(folder, tmp_path / "out", config=config)
+    methods = {r["key"].split("/")[2] for r in table(tmp_path / "out") if r["key"].count("/") == 3}
+    assert summary.failed == 1 and methods == set(METHODS) and "000000/error" in done_keys(tmp_path / "out")
+    assert "grad-cam++" in methods
+
+
+def test_an_item_without_targets_gets_one_row_and_is_done(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    np.save(images / "blank.npy", np.zeros((3, 64, 64), np.float32))  # predicts no class 5 object
+    shutil.copy(SAMPLES / "scene-1.png", images / "scene-1.png")
+    config = BatchConfig(workers=0, targets="predicted:5")
+    first = run_batch(images, tmp_path / "out", config=config)
+    rows = {r["key"]: r for r in table(tmp_path / "out")}
+    assert first.empty >= 1 and "000000/none" in rows and rows["000000/none"]["error"] is None
+    again = run_batch(images, tmp_path / "out", config=config)
+    assert again.written == 0 and again.empty == first.empty and "items without targets" in again.lines()[0]
+
+
+def test_truth_labels_the_model_lacks_are_not_targets(tmp_path):
+    from segcam.data import sample_scenes
+
+    labels = sample_scenes()[0].labels.clone()
+    labels[:4] = 255  # an "ignore" band, as VOC and Cityscapes masks have
+    np.save(tmp_path / "truth.npy", labels.numpy())
+    (tmp_path / "m.csv").write_text(f"image,mask\n{SAMPLES / 'scene-1.png'},truth.npy\n")
+    summary = run_batch(tmp_path / "m.csv", tmp_path / "out", config=BatchConfig(workers=0, targets="truth"))
+    keys = {r["key"].split("/")[1] for r in table(tmp_path / "out")}
+    assert summary.failed == 0 and "t255" not in keys and keys == {f"t{c}" for c in labels.unique().tolist()
+                                                                    if 0 < c < 255}
+
+
+def test_a_model_that_resizes_gets_nifti_maps_and_truth_on_the_inputs_grid(tmp_path):
+    import dataclasses
+
+    import nibabel as nib
+
+    from segcam.models import Preprocess, UNet, save_weights
+
+    arch = {"num_classes": 3, "in_channels": 1, "width": 4, "depth": 2, "dims": 3}
+    torch.manual_seed(0)
+    save_weights(UNet(**arch).eval(), tmp_path / "u3.safetensors", {"arch": arch})
+    loaded = segcam.load_model(str(tmp_path / "u3.safetensors"))
+    loaded = dataclasses.replace(loaded, preprocess=Preprocess(size=(8, 8, 8)))  # the model sees 8³
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    save_nifti(tmp_path / "ct.nii.gz", np.random.default_rng(0).random((8, 16, 16)).astype(np.float32), affine)
+    truth = np.zeros((8, 16, 16), np.int64)
+    truth[2:6, 4:12, 4:12] = 2
+    save_nifti(tmp_path / "gt.nii.gz", truth, affine)
+    (tmp_path / "m.csv").write_text("image,mask\nct.nii.gz,gt.nii.gz\n")
+    summary = run_batch(tmp_path / "m.csv", tmp_path / "out", model=loaded,
+                        config=BatchConfig(workers=0, targets="truth"))
+    assert summary.failed == 0 and summary.written == 1
+    (written,) = (tmp_path / "out" / "nifti").glob("*.nii.gz")
+    assert nib.load(written).shape == (16, 16, 8) and np.allclose(nib.load(written).affine, affine)

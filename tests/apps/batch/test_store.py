@@ -15,7 +15,7 @@ import torch
 import zarr
 
 from segcam.apps.batch import store as store_module
-from segcam.apps.batch.store import GROWTH, MAPS, Entry, MapStore, save_nifti_map
+from segcam.apps.batch.store import GROWTH, KEY_CHUNK, MAPS, Entry, MapStore, save_nifti_map
 from segcam.data import load_image, load_nifti_affine, save_nifti
 from segcam.errors import SegcamError
 
@@ -249,3 +249,33 @@ def test_a_nifti_map_lies_on_the_inputs_grid(tmp_path):
 def test_a_nifti_map_must_be_one_map(tmp_path, heatmap, match):
     with pytest.raises(SegcamError, match=match):
         save_nifti_map(tmp_path / "map.nii.gz", heatmap, np.eye(4))
+
+
+def test_a_kill_between_the_resizes_of_a_growing_stack_loses_nothing(tmp_path):
+    store = MapStore(tmp_path)
+    store.put("000000/c0/m/l", torch.zeros(8, 8))
+    zarr.open_group(tmp_path / MAPS)["map-8x8/map"].resize((2 * GROWTH, 8, 8))  # killed after the first resize
+    resumed = MapStore(tmp_path)
+    lengths = {name: a.shape[0] for name, a in zarr.open_group(tmp_path / MAPS)["map-8x8"].arrays()}
+    assert lengths == {"map": 2 * GROWTH, "key": 2 * GROWTH, "attrs": 2 * GROWTH}  # made equal on opening
+    resumed.put_many([Entry(f"{i:06d}/c0/m/l", torch.full((8, 8), float(i))) for i in range(1, 3 * GROWTH)])
+    again = MapStore(tmp_path)
+    assert len(again) == 3 * GROWTH and torch.equal(again.get(f"{3 * GROWTH - 1:06d}/c0/m/l")[0],
+                                                    torch.full((8, 8), float(3 * GROWTH - 1)))
+
+
+def test_a_kill_while_a_stack_is_made_leaves_a_store_that_opens(tmp_path):
+    MapStore(tmp_path).put("000000/c0/m/l", torch.zeros(4, 4))
+    group = zarr.open_group(tmp_path / MAPS).create_group("map-8x8")
+    group.create_array("key", shape=(0,), chunks=(KEY_CHUNK,), dtype=zarr.dtype.VariableLengthUTF8(), fill_value="")
+    store = MapStore(tmp_path)  # killed before 'attrs' and 'map': completed, holding no explanation
+    assert store.keys() == ["000000/c0/m/l"]
+    store.put("000001/c0/m/l", torch.ones(8, 8), attrs={"i": 1})
+    heatmap, attrs = MapStore(tmp_path).get("000001/c0/m/l")
+    assert torch.equal(heatmap, torch.ones(8, 8)) and attrs == {"i": 1}
+
+
+def test_method_names_with_a_plus_make_keys(tmp_path):
+    store = MapStore(tmp_path)
+    store.put("000000/c1/grad-cam++/downs.2", torch.rand(4, 4))
+    assert store.has("000000/c1/grad-cam++/downs.2")

@@ -196,6 +196,27 @@ def test_a_journal_line_cut_short_is_left_out(tmp_path):
     assert pq.read_table(tmp_path / TABLE).to_pylist() == rows(2)
 
 
+def test_a_journal_of_only_a_cut_line_does_not_swallow_the_next_commit(tmp_path):
+    (tmp_path / PARTS).mkdir()
+    (tmp_path / PARTS / JOURNAL).write_text('{"key": "k00000", "ind')  # a kill in the first commit
+    writer = TableWriter(tmp_path)
+    writer.append(rows(1)[0])
+    writer.commit()
+    assert done_keys(tmp_path) == {"k00000"}
+
+
+def test_an_items_error_row_goes_once_a_later_run_explains_it(tmp_path):
+    with TableWriter(tmp_path) as first:
+        first.append({"key": "000001/error", "index": 1, "error": "cannot read"})
+        first.append({"key": "000002/error", "index": 2, "error": "cannot read"})
+        first.append({"key": "000003/c1/m/l", "index": 3, "score": 1.0})
+    with TableWriter(tmp_path) as second:  # item 1 now explained; item 3 fails this time
+        second.append({"key": "000001/c1/m/l", "index": 1, "score": 0.5})
+        second.append({"key": "000003/error", "index": 3, "error": "gone"})
+    keys = [r["key"] for r in pq.read_table(tmp_path / TABLE).to_pylist()]
+    assert keys == ["000001/c1/m/l", "000002/error", "000003/c1/m/l", "000003/error"]
+
+
 def test_a_flush_empties_the_journal_and_a_commit_writes_each_row_once(tmp_path):
     writer = TableWriter(tmp_path, flush_every=3)
     writer.append(rows(1)[0])

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, positive: object,
     p.add_argument("--overlays", action="store_true", help="also write an overlay PNG per explanation to DIR/overlays")
     p.add_argument("--workers", type=_workers, default=None,
                    help="processes reading files ahead of the model (0: none; default auto: 2 when reading the "
-                        "first file takes over 20 ms, else none)")
+                        "second file takes over 20 ms, else none)")
     p.add_argument("--batch-items", type=positive, default=8,
                    help="items through the model together, one backward pass per target slot (default 8; "
                         "1: one at a time)")

@@ -2,8 +2,9 @@
 
 :func:`decoded` yields one :class:`Decoded` per item, in the items' order, while up to
 ``ahead`` items are being read by ``workers`` processes (``0``: read in this process, for
-debugging and for the plain-loop baseline; ``None``, the default, decides from the first item:
-if reading it here took more than :data:`AUTO_READ_S`, :data:`AUTO_WORKERS` processes read the
+debugging and for the plain-loop baseline; ``None``, the default, decides from the second item
+(the first pays one-time costs): if reading it here took more than :data:`AUTO_READ_S`,
+:data:`AUTO_WORKERS` processes read the
 rest, else this process does — a worker costs seconds to start, as it imports torch, which small
 files never win back).  Memory stays bounded whatever the number of items:
 at most ``ahead`` decoded items exist at once.  A file that cannot be read becomes a
@@ -19,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 
@@ -29,7 +31,7 @@ from torch import Tensor
 from ...data import DEFAULT_MAX_PIXELS, Item, load_image, load_labels, load_nifti_affine
 from ...errors import SegcamError
 
-AUTO_READ_S = 0.02  # reading the first file took longer: worker processes read the rest
+AUTO_READ_S = 0.02  # reading the second file took longer: worker processes read the rest
 AUTO_WORKERS = 2
 
 
@@ -60,6 +62,8 @@ def read(item: Item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
         affine = load_nifti_affine(item.image) if is_nifti(item) else None
     except SegcamError as e:
         return Decoded(item, error=str(e))
+    except Exception as e:  # noqa: BLE001 - a reader's own failure (a decoder bug …) is this item's error too
+        return Decoded(item, error=f"cannot read {item.image.name}: {type(e).__name__}: {e}")
     return Decoded(item, image, truth, affine)
 
 
@@ -82,17 +86,19 @@ def decoded(items: Iterable[Item], *, workers: int | None = None, ahead: int = 8
 def check_workers(workers: object) -> None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise SegcamError(f"workers must be an integer ≥ 0 (0: read in this process) or None (decide from the "
-                          f"first file), got {workers!r}.")
+                          f"files), got {workers!r}.")
 
 
 class Decoder:
-    """The iterator :func:`decoded` returns; :meth:`close` (or the end, or ``with``) stops its workers."""
+    """The iterator :func:`decoded` returns; :meth:`close` (or the end, or ``with``) stops its
+    workers.  One thread iterates and closes it (it is not shared between threads)."""
 
     def __init__(self, source: Iterator[Item], workers: int | None, ahead: int, max_pixels: int | None) -> None:
         self._source, self._ahead, self._max_pixels = source, ahead, max_pixels
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future[Decoded]] = deque()
         self._undecided = workers is None
+        self._timed: list[float] = []
         self.workers = 0 if workers is None else workers  # how many read now
         if workers:
             self._start(workers)
@@ -108,13 +114,14 @@ class Decoder:
         return self
 
     def __next__(self) -> Decoded:
-        if self._undecided:
-            self._undecided = False
+        if self._undecided:  # the first read pays one-time costs (imports, codecs): the second one decides
+            self._undecided = len(self._timed) < 1
             start = time.perf_counter()
-            first = read(next(self._source), self._max_pixels)
-            if time.perf_counter() - start > AUTO_READ_S:
+            got = read(next(self._source), self._max_pixels)
+            self._timed.append(time.perf_counter() - start)
+            if not self._undecided and self._timed[-1] > AUTO_READ_S:
                 self._start(min(AUTO_WORKERS, os.cpu_count() or 1))
-            return first
+            return got
         if self._pool is None:
             return read(next(self._source), self._max_pixels)
         if not self._pending:
@@ -123,7 +130,12 @@ class Decoder:
         item = next(self._source, None)
         if item is not None:
             self._pending.append(self._pool.submit(_read_in_worker, item, self._max_pixels))
-        return self._pending.popleft().result()
+        try:
+            return self._pending.popleft().result()
+        except BrokenProcessPool:
+            self.close()
+            raise SegcamError("a process reading the files died (killed, or out of memory); re-run the same "
+                              "command to resume, with --workers 0 to read in the main process.") from None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -5,6 +5,7 @@ Writes nothing: the records go to :func:`.runner.write`, here or from a Ray acto
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,15 +19,17 @@ from ...core import INPUT, Forward, Logits, resolve_targets
 from ...methods import METHODS
 from .config import BatchConfig
 from .decode import Decoded
-from .metrics import Overlay, measure, reference_labels
-from .targets import targets_for
+from .metrics import Overlay, at_size, measure, reference_labels
+from .targets import check_classes, targets_for
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 @dataclass
 class Record:
-    """One finished explanation (``map`` set) or one failed item (``row["error"]`` set), as
-    computed by :func:`explain_item` wherever the model lives (here, or a Ray actor) and written
-    by :func:`write` in the run's one writing process."""
+    """One finished explanation (``map`` set), one failed item (``row["error"]`` set) or one item
+    without targets (neither), as computed by :func:`explain_group` wherever the model lives (here,
+    or a Ray actor) and written by :func:`.runner.write` in the run's one writing process."""
 
     key: str
     row: dict[str, Any]
@@ -35,6 +38,7 @@ class Record:
     attrs: dict[str, Any] | None = None
     affine: Any = None
     overlay: Overlay | None = None
+    grid: tuple[int, ...] | None = None  # a NIfTI input's own spatial shape (its map is written at it)
 
 
 Result = tuple[Sequence[Record], int, str | None]  # records, explanations skipped as done, the item's name at its end
@@ -79,8 +83,21 @@ def _batchable(method: str) -> bool:
 
 
 def _failed(d: Decoded, error: SegcamError) -> tuple[list[Record], int]:
-    key = f"{d.item.index:06d}/error"
+    key = f"{_prefix(d)}/error"
     return [Record(key, {"index": d.item.index, "image": str(d.item.image), "key": key, "error": str(error)})], 0
+
+
+def _nothing(d: Decoded) -> Record:
+    """The row of an item without targets (e.g. nothing but background predicted): it is done."""
+    key = f"{_prefix(d)}/none"
+    return Record(key, {"index": d.item.index, "image": str(d.item.image), "key": key, "error": None})
+
+
+def check_settings(explainer: Explainer, config: BatchConfig) -> None:
+    """What can be checked against the model before any item: the layers and the target classes."""
+    for layer in config.layers or ():
+        explainer.resolve_layer(layer)
+    check_classes(config.spec(), explainer.class_names)
 
 
 def _explain(members: Sequence[tuple[Decoded, Tensor]], explainer: Explainer, config: BatchConfig,
@@ -89,17 +106,20 @@ def _explain(members: Sequence[tuple[Decoded, Tensor]], explainer: Explainer, co
     x = torch.stack([x for _, x in members])
     names = [explainer.resolve_layer(n) for n in config.layers] if config.layers else [explainer.default_layer(x)]
     fwd = explainer.forward(x, layer=names)  # one kept forward: targets, layer methods, metrics
-    truths = [None if d.truth is None else d.truth.to(fwd.predicted.device) for d, _ in members]
-    found = [targets_for(config.spec(), fwd.predicted[b], truths[b], d.item.targets, explainer.class_names)
-             for b, (d, _) in enumerate(members)]
-    out: list[tuple[list[Record], int]] = [([], 0) for _ in members]
+    shape = tuple(fwd.predicted.shape[1:])  # the model's grid: a resizing preprocess changed the image's
+    truths = [None if d.truth is None else at_size(d.truth, shape).to(fwd.predicted.device) for d, _ in members]
+    found = [targets_for(config.spec(), fwd.predicted[b], truths[b], d.item.targets, explainer.class_names,
+                         n_classes=fwd.logits.n_classes) for b, (d, _) in enumerate(members)]
+    records: list[list[Record]] = [[] if pairs else [_nothing(d)] for (d, _), pairs in zip(members, found)]
+    skipped = [0] * len(members)
     for method in config.methods:
         on_input = METHODS[method].on_input if method in METHODS else False
         source, layers, layer_names = (x, None, [INPUT]) if on_input else (fwd, names, names)
-        todo = [[(k, t) for k, t in pairs
-                 if not all(f"{_prefix(d)}/{k}/{method}/{_layer_key(n)}" in done for n in layer_names)]
-                for (d, _), pairs in zip(members, found)]
-        out = [(records, skipped + len(pairs) - len(mine)) for (records, skipped), pairs, mine in zip(out, found, todo)]
+        todo = []
+        for b, ((d, _), pairs) in enumerate(zip(members, found)):
+            done_here = [sum(key_of(d, k, method, n) in done for n in layer_names) for k, _ in pairs]
+            skipped[b] += sum(done_here)
+            todo.append([pair for pair, n in zip(pairs, done_here) if n < len(layer_names)])
         if not any(todo):
             continue
         asked, where = ([t for _, t in todo[0]], {(0, j): j for j in range(len(todo[0]))}) if len(members) == 1 \
@@ -111,9 +131,11 @@ def _explain(members: Sequence[tuple[Decoded, Tensor]], explainer: Explainer, co
             reference = reference_labels(fwd.predicted[b], config.metrics)
             for j, (tkey, target) in enumerate(mine):
                 for layer in exps.layers:
+                    if key_of(d, tkey, method, layer) in done:
+                        continue  # explained at this layer by an earlier run (counted in skipped)
                     exp = _one(exps[where[b, j], layer], b, target, len(members) > 1)
-                    out[b][0].append(_record(d, x[b], exp, tkey, target, seconds, reference, explainer, config))
-    return out
+                    records[b].append(_record(d, x[b], exp, tkey, target, seconds, reference, explainer, config))
+    return list(zip(records, skipped))
 
 
 def _slots(todo: Sequence[Sequence[tuple[str, Target]]], fwd: Forward, explainer: Explainer,
@@ -154,9 +176,11 @@ def _one(exp: Explanation, b: int, target: Target, batched: bool) -> Explanation
                    region=exp.region[keep], score=exp.score[keep], target=target)
 
 
-def _layer_key(layer: str) -> str:
-    """The layer's part of a key: its name, or ``input`` for the input's pixels (``<input>``)."""
-    return "input" if layer == INPUT else layer
+def key_of(d: Decoded, target_key: str, method: str, layer: str) -> str:
+    """``item/target/method/layer``: names made key-safe (a character other than a letter, digit,
+    '.', '_', '+' or '-' becomes '_'), ``input`` for the input's pixels (``<input>``)."""
+    parts = (method, "input" if layer == INPUT else layer)
+    return "/".join((_prefix(d), target_key, *(_UNSAFE.sub("_", p).lstrip(".") or "_" for p in parts)))
 
 
 def _prefix(d: Decoded) -> str:
@@ -167,7 +191,7 @@ def _record(d: Decoded, x: Tensor, exp: Explanation, tkey: str, target: Target, 
             reference: Tensor | None, explainer: Explainer, config: BatchConfig) -> Record:
     """The record of one explanation of item ``d`` (its preprocessed image ``x`` ``(C, *S)``)."""
     base = {"index": d.item.index, "image": str(d.item.image)}
-    key = f"{_prefix(d)}/{tkey}/{exp.method}/{_layer_key(exp.layer)}"
+    key = key_of(d, tkey, exp.method, exp.layer)
     name = exp.class_name or str(exp.cls)
     score = float(exp.score[0])
     attrs = {**base, "target": target.to_dict(), "class": exp.cls, "class_name": name, "method": exp.method,
@@ -180,4 +204,5 @@ def _record(d: Decoded, x: Tensor, exp: Explanation, tkey: str, target: Target, 
                      truth=None if d.truth is None else d.truth.to(exp.map.device), scoring=config.scoring)}
     region = exp.region[0].cpu()
     overlay = Overlay(x, region, f"{exp.method} · layer {exp.layer} · {name}") if config.overlays else None
-    return Record(key, row, exp.map[0].cpu(), exp.layer_map[0].cpu(), attrs, d.affine, overlay)
+    grid = None if d.affine is None else tuple(d.image.shape[1:])
+    return Record(key, row, exp.map[0].cpu(), exp.layer_map[0].cpu(), attrs, d.affine, overlay, grid)

@@ -42,6 +42,8 @@ from torch import Tensor
 from ... import Explainer, SegcamError, load_model
 from ...data import Item, iter_items
 from .decode import read
+from .explain import check_settings
+from .ledger import check_run, settings_of
 from .metrics import Overlay
 from .runner import BatchConfig, Progress, Record, Result, Summary, explain_group, write_all
 from .store import DTYPES, output_folder
@@ -103,6 +105,7 @@ def run_batch_ray(inputs: str | Path, out: str | Path, *, model: str = "default"
     for row in items:
         grouped.setdefault(row["index"] // config.batch_size, []).append(row)
     out = output_folder(out)
+    check_run(out, settings_of(config, model, weights, num_classes), iter_items(inputs))
     done = done_keys(out)
     module = _ray()
     with _session(module, ray):
@@ -126,9 +129,17 @@ class _Actor:
         except SegcamError as e:  # sent to the driver, which raises it: Ray would keep only a traceback's text
             self.failure = f"a Ray actor could not load the model: {e}"
             return
+        if gpu and not torch.cuda.is_available():
+            self.failure = ("a Ray actor was given a GPU but torch sees no CUDA device there; install a CUDA build "
+                            "of torch on the cluster's GPU nodes, or run without --gpus-per-actor.")
+            return
         if gpu:
             self.loaded.model.to("cuda")  # Ray has made this actor's GPUs the visible ones
         self.explainer = Explainer.from_loaded(self.loaded)
+        try:
+            check_settings(self.explainer, config)
+        except SegcamError as e:
+            self.failure = str(e)
 
     def __call__(self, batch: Any) -> Any:
         if self.failure is not None:
@@ -172,6 +183,7 @@ def _columns(record: Record, item: Item, dtype: torch.dtype) -> dict[str, Any]:
             **_cells("map", record.map, dtype), **_cells("layer_map", record.layer_map, dtype),
             "attrs": None if record.attrs is None else json.dumps(record.attrs),
             "affine": None if record.affine is None else json.dumps(np.asarray(record.affine).tolist()),
+            "grid": None if record.grid is None else list(record.grid),
             **_cells("overlay_image", None if overlay is None else overlay.image, torch.float32),
             **_cells("overlay_region", None if overlay is None else overlay.region, torch.bool),
             "overlay_title": None if overlay is None else overlay.title}
@@ -190,7 +202,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
     tensors = [(f"{name}{suffix}", kind) for name in TENSORS
                for suffix, kind in (("", pa.large_binary()), ("_shape", pa.list_(pa.int64())))]
     schema = pa.schema([("index", pa.int64()), ("name", pa.string()), ("skipped", pa.int64()), ("end", pa.bool_()),
-                        ("key", pa.string()), ("dtype", pa.string()),
+                        ("key", pa.string()), ("dtype", pa.string()), ("grid", pa.list_(pa.int64())),
                         ("row", pa.large_string()), ("attrs", pa.large_string()), ("affine", pa.string()),
                         ("overlay_title", pa.string()), ("failure", pa.string()), *tensors])
     return pa.Table.from_pylist(rows, schema=schema)
@@ -220,7 +232,8 @@ def _record(cells: Mapping[str, Any]) -> Record:
     heatmap, layer = _tensor(cells, "map", dtype), _tensor(cells, "layer_map", dtype)
     return Record(cells["key"], json.loads(cells["row"]), None if heatmap is None else heatmap.float(),
                   None if layer is None else layer.float(), None if cells["attrs"] is None else json.loads(cells["attrs"]),
-                  None if affine is None else np.asarray(json.loads(affine)), overlay)
+                  None if affine is None else np.asarray(json.loads(affine)), overlay,
+                  None if cells["grid"] is None else tuple(cells["grid"]))
 
 
 def _tensor(cells: Mapping[str, Any], name: str, dtype: type) -> Tensor | None:

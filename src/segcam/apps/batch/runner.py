@@ -33,9 +33,10 @@ from ... import Explainer, LoadedModel, SegcamError, load_model
 from ...data import count_items, iter_items
 from .config import BatchConfig
 from .decode import Decoded, decoded
-from .explain import Record, Result, explain_group
+from .explain import Record, Result, check_settings, explain_group
+from .ledger import check_run, settings_of
 from .metrics import save_batch_overlay
-from .store import Entry, MapStore, save_nifti_map
+from .store import Entry, MapStore, output_folder, save_nifti_map
 from .table import TableWriter, done_keys
 
 __all__ = ["BatchConfig", "Progress", "Record", "Result", "Summary", "explain_group", "groups", "run_batch",
@@ -46,17 +47,19 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class Summary:
-    """What a run did: explanations written and skipped (already done), items that failed."""
+    """What a run did: explanations written and skipped (already done), items that failed, items
+    without targets."""
 
     written: int = 0
     skipped: int = 0
     failed: int = 0
+    empty: int = 0
     seconds: float = 0.0
     by_class_method: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = [f"{self.written} explanations written, {self.skipped} already done, {self.failed} items failed "
-               f"({self.seconds:.1f} s)"]
+        out = [f"{self.written} explanations written, {self.skipped} already done, {self.failed} items failed"
+               + (f", {self.empty} items without targets" if self.empty else "") + f" ({self.seconds:.1f} s)"]
         for (cls, method), scores in sorted(self.by_class_method.items()):
             out.append(f"  {cls:<24} {method:<16} {len(scores):>6} maps, mean score {sum(scores) / len(scores):.4g}")
         return out
@@ -73,12 +76,14 @@ def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel =
     config.spec()  # a bad target spec fails before anything is read
     target = check_device(device)
     total = count_items(inputs)
+    check_run(output_folder(out), settings_of(config, model, weights, num_classes), iter_items(inputs))
     with decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead,
                  max_pixels=config.max_pixels) as items:  # the readers start while the model loads
         loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights,
                                                                           num_classes=num_classes)
         with on_device(loaded.model, target):
             explainer = Explainer.from_loaded(loaded)
+            check_settings(explainer, config)  # a bad layer or class fails now, not as an error row per item
             out = Path(out)
             out.mkdir(parents=True, exist_ok=True)
             done = done_keys(out)
@@ -155,18 +160,21 @@ def write_all(results: Iterable[Sequence[Result]], out: Path, config: BatchConfi
 def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: set[str], summary: Summary,
           out: Path) -> None:
     """Maps first (one :meth:`~.store.MapStore.put_many`), then rows, committed (a row means a
-    whole map); a failed item's row once."""
+    whole map); the row of a failed item, or of one without targets, once."""
     maps = [r for r in records if r.map is not None]
     store.put_many([Entry(r.key, r.map, r.layer_map, r.attrs) for r in maps])
     for r in maps:
         if r.affine is not None:
             (out / "nifti").mkdir(exist_ok=True)
-            save_nifti_map(out / "nifti" / f"{r.key.replace('/', '__')}.nii.gz", r.map, r.affine)
+            save_nifti_map(out / "nifti" / f"{r.key.replace('/', '__')}.nii.gz", r.map, r.affine, r.grid)
         if r.overlay is not None:
             save_batch_overlay(out, r.key, r.map, r.overlay)
     for r in records:
-        if r.map is None:
-            summary.failed += 1
+        if r.map is None:  # a failed item, or one without targets
+            if r.row.get("error"):
+                summary.failed += 1
+            else:
+                summary.empty += 1
             if r.key not in done:
                 table.append(r.row)
             continue

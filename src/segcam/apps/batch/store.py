@@ -45,7 +45,7 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32}
 FLOAT16_MAX = 65504.0
 GROWTH = 64  # slots added at least when a stack grows (then it doubles)
 KEY_CHUNK = 256  # keys (and attrs) per chunk
-_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 _STACK = re.compile(r"(map|layer)-(\d+(?:x\d+){1,2})")
 _AXES = ("z", "y", "x")
 
@@ -61,44 +61,48 @@ class Entry:
 
 
 class _Stack:
-    """One group of maps of one shape: the data array, ``key`` (and ``attrs``), the slot of each key."""
+    """One group of maps of one shape: the data array, ``key`` (and ``attrs``), the slot of each
+    key.  Opening one completes what a kill may have left: arrays not yet made (the key arrays are
+    made first, so such a group holds no keys) and arrays of unequal length (a kill between the
+    resizes of :meth:`reserve`) — neither loses a whole explanation."""
 
-    def __init__(self, group: Any, name: str) -> None:
-        self.group, self.name = group, name
-        self.data = group[name]
-        self.key = group["key"]
+    def __init__(self, root: Any, name: str, dtype: torch.dtype) -> None:
+        kind, shape = _STACK.fullmatch(name).groups()
+        spatial = tuple(int(n) for n in shape.split("x"))
+        self.name = "map" if kind == "map" else "layer_map"
+        group = root[name] if name in root else root.create_group(name)
+        texts = ("key", "attrs") if kind == "map" else ("key",)
+        length = max((group[a].shape[0] for a in (*texts, self.name) if a in group), default=0)
+        for text in texts:
+            if text not in group:
+                group.create_array(text, shape=(length,), chunks=(KEY_CHUNK,), fill_value="",
+                                   dtype=_zarr().dtype.VariableLengthUTF8(), dimension_names=("explanation",))
+        if self.name not in group:
+            axes = tuple(("" if kind == "map" else "layer_") + a for a in _AXES[-len(spatial):])
+            group.create_array(self.name, shape=(length, *spatial), chunks=(1, *spatial), fill_value=float("nan"),
+                               dtype=str(dtype).removeprefix("torch."), dimension_names=("explanation", *axes))
+        self.group, self.data, self.key = group, group[self.name], group["key"]
         self.attrs = group.get("attrs", None)
-        keys = self.key[...] if self.key.shape[0] else np.array([], dtype=object)
+        self._resize(length)
+        keys = self.key[...] if length else np.array([], dtype=object)
         self.slots = {str(k): i for i, k in enumerate(keys) if k}
         self.size = 1 + max(self.slots.values(), default=-1)
-
-    @classmethod
-    def create(cls, root: Any, kind: str, shape: tuple[int, ...], dtype: torch.dtype) -> _Stack:
-        name = "map" if kind == "map" else "layer_map"
-        group = root.create_group(f"{kind}-{'x'.join(map(str, shape))}")
-        axes = _AXES[-len(shape):]
-        prefix = "" if kind == "map" else "layer_"
-        group.create_array(name, shape=(0, *shape), chunks=(1, *shape), dtype=str(dtype).removeprefix("torch."),
-                           fill_value=float("nan"), dimension_names=("explanation", *(prefix + a for a in axes)))
-        for text in ("key", "attrs") if kind == "map" else ("key",):
-            group.create_array(text, shape=(0,), chunks=(KEY_CHUNK,), dtype=_zarr().dtype.VariableLengthUTF8(),
-                               fill_value="", dimension_names=("explanation",))
-        return cls(group, name)
 
     def arrays(self) -> list[Any]:
         return [a for a in (self.data, self.key, self.attrs) if a is not None]
 
     def reserve(self, size: int) -> None:
-        """Room for ``size`` slots (the arrays grow to at least twice their length)."""
-        if size > self.data.shape[0]:
-            grown = max(size, 2 * self.data.shape[0], GROWTH)
-            for array in self.arrays():
-                array.resize((grown, *array.shape[1:]))
+        """Room for ``size`` slots in every array (they grow to at least twice their length)."""
+        if size > min(a.shape[0] for a in self.arrays()):
+            self._resize(max(size, 2 * max(a.shape[0] for a in self.arrays()), GROWTH))
+
+    def _resize(self, length: int) -> None:
+        for array in self.arrays():
+            if array.shape[0] != length:
+                array.resize((length, *array.shape[1:]))
 
     def trim(self) -> None:
-        for array in self.arrays():
-            if array.shape[0] != self.size:
-                array.resize((self.size, *array.shape[1:]))
+        self._resize(self.size)
 
 
 class MapStore:
@@ -118,8 +122,8 @@ class MapStore:
         self.layer_maps = flag(layer_maps, "layer_maps")
         try:
             self._root = _zarr().open_group(self.path, mode="a", zarr_format=3)
-            self._stacks = {name: _Stack(group, "map" if name.startswith("map") else "layer_map")
-                            for name, group in self._root.groups() if _STACK.fullmatch(name)}
+            self._stacks = {name: _Stack(self._root, name, self.dtype)
+                            for name, _ in self._root.groups() if _STACK.fullmatch(name)}
         except Exception as error:  # zarr raises ContainsArrayError, FileExistsError, ValueError … here
             raise SegcamError(f"cannot open {str(self.path)!r} as a segcam map store ({error}); give a new output "
                               "folder or remove that path.") from error
@@ -218,8 +222,7 @@ class MapStore:
                ) -> list[tuple[int, str, Tensor, str | None]]:
         """``rows`` with their slots in stack ``name`` (made when new): a key's own, else the next free."""
         if name not in self._stacks:
-            kind, shape = _STACK.fullmatch(name).groups()
-            self._stacks[name] = _Stack.create(self._root, kind, tuple(map(int, shape.split("x"))), self.dtype)
+            self._stacks[name] = _Stack(self._root, name, self.dtype)
         stack = self._stacks[name]
         placed = []
         for _, key, values, attrs in rows:
@@ -268,13 +271,21 @@ def _write_runs(array: Any, items: list[tuple[int, Any]]) -> None:
             start = end
 
 
-def save_nifti_map(path: str | Path, map: Tensor, affine: Tensor | Any) -> None:
+def save_nifti_map(path: str | Path, map: Tensor, affine: Tensor | Any, grid: Sequence[int] | None = None) -> None:
     """Write one explanation's ``map`` ``(D, H, W)`` (or ``(H, W)``) as a float32 NIfTI file with the
     input's ``affine`` (``segcam.data.load_nifti_affine(input)``), so it overlays the input in
-    3D Slicer or ITK-SNAP; ``path`` ends in ``.nii`` or ``.nii.gz``."""
+    3D Slicer or ITK-SNAP; ``path`` ends in ``.nii`` or ``.nii.gz``.  A map made at another size
+    than the input's ``grid`` (a model whose preprocessing resizes) is resized (linearly) to it first."""
     if not isinstance(map, Tensor) or not map.is_floating_point() or map.ndim not in (2, 3):
         raise SegcamError(f"map must be one explanation's floating-point map (D, H, W) or (H, W), got "
                           f"{shown(map)}; for a batch save each map, map[b].")
+    if grid is not None and tuple(grid) != tuple(map.shape):
+        if len(grid) != map.ndim:
+            raise SegcamError(f"grid {tuple(grid)} and the map {tuple(map.shape)} differ in axes; give the input's "
+                              "spatial shape.")
+        mode = "trilinear" if map.ndim == 3 else "bilinear"
+        map = torch.nn.functional.interpolate(map[None, None].float(), size=tuple(grid), mode=mode,
+                                              align_corners=False)[0, 0]
     save_nifti(path, map, affine)
 
 
@@ -292,11 +303,11 @@ def _attrs(attrs: Any) -> str:
 
 
 def _key(key: Any) -> str:
-    """A key of '/'-separated names of letters, digits, '.', '_' and '-' (none starting with '.',
+    """A key of '/'-separated names of letters, digits, '.', '_', '+' and '-' (none starting with '.',
     nor with '__' as Zarr v3 reserves, nor 'zarr.json')."""
     names = key.split("/") if isinstance(key, str) else [""]
     if not all(_SEGMENT.fullmatch(n) and n != "zarr.json" and not n.startswith("__") for n in names):
-        raise SegcamError(f"key must be names of letters, digits, '.', '_', '-' joined by '/' (e.g. "
+        raise SegcamError(f"key must be names of letters, digits, '.', '_', '+', '-' joined by '/' (e.g. "
                           f"'000012/c3/seg-xres-cam/downs.2'), none empty or starting with '.' or '__', got "
                           f"{shown(key)}.")
     return key

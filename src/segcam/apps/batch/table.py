@@ -34,6 +34,7 @@ CSV = "explanations.csv"
 PARTS = "explanations.parts"
 JOURNAL = "journal.jsonl"
 KEY, INDEX = "key", "index"  # the columns every row has
+ERROR = "/error"  # the key's end of an item's error row: dropped once a later run explains the item
 _PART = re.compile(r"part-(\d{6,})\.parquet")
 _KINDS = (bool, int, float, str)  # bool first: a bool is an int too
 _INT64 = 2**63
@@ -65,6 +66,7 @@ class TableWriter:
         self._rows: list[dict[str, Any]] = journal_rows(self.folder)  # a killed writer's committed rows: a part now
         self._kinds = _kinds_on_disk(self.folder, self._rows)
         self.flush()
+        (self.parts / JOURNAL).unlink(missing_ok=True)  # also when it held only a line cut short
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add one row (checked whole before it is kept); flush when ``flush_every`` are waiting."""
@@ -154,14 +156,21 @@ def journal_rows(folder: Path) -> list[dict[str, Any]]:
 
 def _merged_table(sources: list[Path]) -> Any:
     """The rows of the Parquet files ``sources`` as one table: the columns of all (nulls where a
-    file lacks one, ints beside floats as floats), the last row of each key, sorted by index then key."""
+    file lacks one, ints beside floats as floats), the last row of each key — and no error row
+    (key ending in ``/error``) of an item with a newer row that is not one — sorted by index then key."""
     pa, pq = _pyarrow()
     tables = [pq.read_table(p) for p in sources]
     if not tables:
         return pa.table({KEY: pa.array([], pa.string()), INDEX: pa.array([], pa.int64())})
     table = pa.concat_tables(tables, promote_options="permissive")
-    last = {k: i for i, k in enumerate(table[KEY].to_pylist())}
-    return table.take(pa.array(sorted(last.values()), pa.int64())).sort_by([(INDEX, "ascending"), (KEY, "ascending")])
+    keys, indices = table[KEY].to_pylist(), table[INDEX].to_pylist()
+    last = {k: i for i, k in enumerate(keys)}
+    newest = {}  # index → position of its newest row that is not an error
+    for i, (key, index) in enumerate(zip(keys, indices)):
+        if not key.endswith(ERROR):
+            newest[index] = i
+    kept = [i for i in last.values() if not (keys[i].endswith(ERROR) and newest.get(indices[i], -1) > i)]
+    return table.take(pa.array(sorted(kept), pa.int64())).sort_by([(INDEX, "ascending"), (KEY, "ascending")])
 
 
 def _sources(folder: Path) -> list[Path]:

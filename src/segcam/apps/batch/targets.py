@@ -99,10 +99,13 @@ def targets_for(
     truth: Tensor | None = None,
     manifest: Sequence[dict[str, Any]] | None = None,
     class_names: Sequence[str] | None = None,
+    *,
+    n_classes: int | None = None,
 ) -> list[tuple[str, Target]]:
     """The ``(key, target)`` pairs of one item, in a fixed order (class, then object by first
     pixel; manifest order): ``predicted`` and ``truth`` are integer label maps ``(*S)``, 2-D
-    ``(H, W)`` or 3-D ``(D, H, W)``, ``manifest`` the item's target dicts."""
+    ``(H, W)`` or 3-D ``(D, H, W)``, ``manifest`` the item's target dicts.  Ground-truth labels
+    the model has no class for (``≥ n_classes``, e.g. 255 for "ignore") are not targets."""
     if not isinstance(spec, TargetSpec):
         raise SegcamError(f"spec must be a TargetSpec (see parse_targets), got {type(spec).__name__}.")
     _check_labels(predicted, "the predicted label map")
@@ -111,6 +114,8 @@ def targets_for(
         return [(key, target) for key, target, _ in _manifest_targets(manifest)[: spec.max_targets]]
     if spec.kind == "truth":
         labels, key, region = _truth(truth, predicted), "t{}", lambda c: regions.mask(truth == c)
+        if n_classes is not None:
+            labels = labels[labels < n_classes]  # the classes present; their masks come from truth
     else:
         labels, key, region = predicted, "c{}", lambda c: regions.predicted()
     if spec.kind == "instances":
@@ -224,6 +229,12 @@ def _checked_classes(classes: Any) -> tuple[int | str, ...]:
         if isinstance(c, bool) or not isinstance(c, (int, str)) or (isinstance(c, int) and c < 0) or c == "":
             raise SegcamError(f"a class is an index ≥ 0 or a name, got {c!r} in {tuple(classes)}.")
     return tuple(classes)
+
+
+def check_classes(spec: TargetSpec, class_names: Sequence[str] | None) -> None:
+    """Refuse class names or indices of ``spec`` that ``class_names`` does not have (before a run)."""
+    if spec.classes is not None:
+        _class_indices(spec.classes, class_names)
 
 
 def _class_indices(classes: tuple[int | str, ...], class_names: Sequence[str] | None) -> list[int]:
