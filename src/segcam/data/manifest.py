@@ -29,7 +29,8 @@ from typing import Any
 
 from ..errors import SegcamError
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".nii", ".nii.gz")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".nii", ".nii.gz",
+            ".npz")  # .npz: a scene of segcam.data.save_scene, with its labels and its known evidence
 COLUMNS = ("image", "mask", "targets")
 
 

@@ -4,6 +4,7 @@ metrics asked, no columns; evidence needs a ground truth; overlays come one per 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -16,6 +17,7 @@ import segcam
 from segcam import SegcamError
 from segcam.apps.batch.metrics import (
     METRICS,
+    SCENE_COLUMNS,
     Overlay,
     at_size,
     check_metrics,
@@ -113,23 +115,25 @@ def test_overlays_are_written_one_per_explanation(measured):
 def test_no_metrics_asked_no_columns_and_no_overlays(manifest, tmp_path):
     run_batch(manifest, tmp_path, config=BatchConfig(workers=0))
     columns = set(pq.read_schema(tmp_path / "explanations.parquet").names)
-    assert "score" in columns and not columns & METRIC_COLUMNS
+    assert "score" in columns and not columns & (METRIC_COLUMNS | set(SCENE_COLUMNS))
     assert not (tmp_path / "overlays").exists()
 
 
 def test_evidence_by_hand():
     heat = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
     truth = torch.tensor([[0, 2], [2, 1]])
-    assert evidence(heat, 2, truth) == {"share_true": 0.75, "lift_true": 1.5, "pointing": 1.0}
-    assert evidence(heat, 1, truth) == {"share_true": 0.25, "lift_true": 1.0, "pointing": 0.0}
-    assert evidence(heat, 2, None) == {"share_true": None, "lift_true": None, "pointing": None}
+    blank = dict.fromkeys(SCENE_COLUMNS)  # the columns of a scene's known evidence: none here
+    assert evidence(heat, 2, truth) == {"share_true": 0.75, "lift_true": 1.5, "pointing": 1.0, **blank}
+    assert evidence(heat, 1, truth) == {"share_true": 0.25, "lift_true": 1.0, "pointing": 0.0, **blank}
+    assert evidence(heat, 2, None) == {"share_true": None, "lift_true": None, "pointing": None, **blank}
 
 
 def test_undefined_evidence_is_none_not_nan():
     heat = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
     truth = torch.tensor([[0, 2], [2, 1]])
-    assert evidence(heat, 3, truth) == {"share_true": 0.0, "lift_true": None, "pointing": 0.0}  # no pixel of 3
-    assert evidence(torch.zeros(2, 2), 2, truth) == {"share_true": None, "lift_true": None, "pointing": 0.0}
+    blank = dict.fromkeys(SCENE_COLUMNS)
+    assert evidence(heat, 3, truth) == {"share_true": 0.0, "lift_true": None, "pointing": 0.0, **blank}  # no pixel of 3
+    assert evidence(torch.zeros(2, 2), 2, truth) == {"share_true": None, "lift_true": None, "pointing": 0.0, **blank}
 
 
 def test_a_mask_of_another_size_is_taken_to_the_maps_size_by_nearest_neighbour():
@@ -170,3 +174,32 @@ def test_the_command_line_takes_comma_separated_metrics(manifest, tmp_path, caps
     assert len(list((tmp_path / "overlays").iterdir())) == len(rows)
     assert main(["batch", str(manifest), "--out", str(tmp_path / "x"), "--metrics", "masking,bogus"]) == 2
     assert "unknown metric(s) 'bogus'" in capsys.readouterr().err
+
+
+def test_synthetic_scenes_give_the_evidence_they_really_have(tmp_path):
+    from segcam.apps.batch.store import MapStore
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for k in (1, 2):
+        shutil.copy(SAMPLES / f"scene-{k}.npz", folder / f"scene-{k}.npz")
+    out = tmp_path / "out"
+    run_batch(folder, out, config=BatchConfig(workers=0, metrics=("evidence",), dtype="float32", targets="truth"))
+    rows = [r for r in pq.read_table(out / "explanations.parquet").to_pylist() if not r["error"]]
+    store = MapStore(out, dtype="float32")
+    scenes = {f"scene-{k}.npz": load_scene(SAMPLES / f"scene-{k}.npz") for k in (1, 2)}
+    with_scene = 0
+    for row in rows:
+        scene = scenes[row["image"].rsplit("/", 1)[-1]]
+        assert row["key"].split("/")[1] == f"t{row['class']}"  # truth targets: the scene's labels
+        heatmap = store.get(row["key"])[0]
+        if row["class"] in scene.classes:
+            with_scene += 1
+            known = scene.class_evidence(row["class"])
+            scores = evidence_score(heatmap, known)
+            for c in ("share_true", "lift_true", *SCENE_COLUMNS):  # NaN (e.g. no bias tile) is a None cell
+                assert row[c] == (None if math.isnan(scores[c]) else pytest.approx(scores[c], rel=1e-9)), c
+            assert row["pointing"] == pointing_game(heatmap, known["object"])
+        else:  # a labelled class the scene keeps no evidence for: the mask's own region, no scene columns
+            assert all(row[c] is None for c in SCENE_COLUMNS)
+    assert with_scene >= 4

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...data import DEFAULT_MAX_PIXELS, Item, load_image, load_labels, load_nifti_affine
+from ...data import DEFAULT_MAX_PIXELS, Item, load_image, load_labels, load_nifti_affine, load_scene
 from ...errors import SegcamError
 
 AUTO_READ_S = 0.02  # reading the second file took longer: worker processes read the rest
@@ -37,14 +37,17 @@ AUTO_WORKERS = 2
 
 @dataclass
 class Decoded:
-    """An item read: ``image (C, *S)``, its ground truth ``(*S)`` if the item has a mask, the
-    NIfTI ``affine`` if the image is a NIfTI volume, or the ``error`` that stopped it."""
+    """An item read: ``image (C, *S)``, its ground truth ``(*S)`` if the item has a mask (or is a
+    scene), the NIfTI ``affine`` if the image is a NIfTI volume, the known ``evidence`` masks of
+    each class of a scene (``{class: {"object", "context", "bias", "distractors": (*S) bool}}``),
+    or the ``error`` that stopped it."""
 
     item: Item
     image: Tensor | None = None
     truth: Tensor | None = None
     affine: np.ndarray | None = None
     error: str | None = None
+    evidence: dict[int, dict[str, Tensor]] | None = None
 
 
 def is_nifti(item: Item) -> bool:
@@ -54,6 +57,8 @@ def is_nifti(item: Item) -> bool:
 def read(item: Item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
     """Read ``item``'s files (in whatever process calls it)."""
     try:
+        if is_scene(item):
+            return _read_scene(item, max_pixels)
         image = load_image(item.image, max_pixels=max_pixels)
         truth = load_labels(item.mask, max_pixels=max_pixels) if item.mask is not None else None
         if truth is not None and tuple(truth.shape) != tuple(image.shape[1:]):
@@ -65,6 +70,25 @@ def read(item: Item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
     except Exception as e:  # noqa: BLE001 - a reader's own failure (a decoder bug …) is this item's error too
         return Decoded(item, error=f"cannot read {item.image.name}: {type(e).__name__}: {e}")
     return Decoded(item, image, truth, affine)
+
+
+def is_scene(item: Item) -> bool:
+    return item.image.name.lower().endswith(".npz")
+
+
+def _read_scene(item: Item, max_pixels: int | None) -> Decoded:
+    """A synthetic scene (:func:`segcam.data.save_scene`): its image, its labels as the ground
+    truth (a manifest's mask replaces them) and the evidence each of its classes really has."""
+    scene = load_scene(item.image)
+    if max_pixels is not None and scene.image[0].numel() > max_pixels:
+        raise SegcamError(f"the scene {item.image.name} has {scene.image[0].numel()} pixels, over max_pixels="
+                          f"{max_pixels}; raise --max-pixels.")
+    truth = load_labels(item.mask, max_pixels=max_pixels) if item.mask is not None else scene.labels
+    if tuple(truth.shape) != tuple(scene.image.shape[1:]):
+        raise SegcamError(f"the mask {item.mask.name} is {tuple(truth.shape)} but the scene is "
+                          f"{tuple(scene.image.shape[1:])}; give a mask of the scene's size.")
+    evidence = {int(c): scene.class_evidence(int(c)) for c in scene.classes}
+    return Decoded(item, scene.image, truth, None, None, evidence)
 
 
 def _read_in_worker(item: Item, max_pixels: int | None) -> Decoded:

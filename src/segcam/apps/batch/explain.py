@@ -201,7 +201,8 @@ def _record(d: Decoded, x: Tensor, exp: Explanation, tkey: str, target: Target, 
            "options": json.dumps(exp.options, sort_keys=True), "layer": exp.layer, "score": score,
            "region_pixels": int(exp.region[0].sum()), "seconds": seconds, "error": None,
            **measure(config.metrics, explainer.model, x, exp, reference=reference,
-                     truth=None if d.truth is None else d.truth.to(exp.map.device), scoring=config.scoring)}
+                     truth=None if d.truth is None else d.truth.to(exp.map.device), scoring=config.scoring,
+                     known=d.evidence)}
     region = exp.region[0].cpu()
     overlay = Overlay(x, region, f"{exp.method} · layer {exp.layer} · {name}") if config.overlays else None
     grid = None if d.affine is None else tuple(d.image.shape[1:])

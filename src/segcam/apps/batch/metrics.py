@@ -13,9 +13,13 @@ The columns carry the names :func:`segcam.evaluation.score_explanation` gives th
 ``evidence``    with a ground-truth mask ``T``, its region of the explained class ``c`` is the
                 true evidence ``E = [T = c]``: ``share_true = Σ h·E / Σ h``, ``lift_true =
                 share_true / (|E| / N)`` (:func:`~segcam.evaluation.evidence_score`) and
-                ``pointing`` (:func:`~segcam.evaluation.pointing_game` on ``E``); ``None``
-                without a mask, and wherever the value is undefined (an all-zero map, no
-                pixel of ``c`` in ``T``)
+                ``pointing`` (:func:`~segcam.evaluation.pointing_game` on ``E``).  For a
+                synthetic scene (a ``.npz`` input) the evidence is known: ``E`` is the
+                class's object and its cue (:meth:`~segcam.data.Scene.class_evidence`), and
+                ``share_``/``lift_`` of ``object``, ``context``, ``bias`` and
+                ``distractors`` are columns too (``pointing`` on the object).  ``None``
+                without either, and wherever a value is undefined (an all-zero map, no pixel
+                of ``c`` in ``T``)
 ==============  =========================================================================
 
 ``metric_seconds`` is the time the metrics of one explanation took.  A mask read at another
@@ -81,10 +85,12 @@ def reference_labels(predicted: Tensor, metrics: Sequence[str]) -> Tensor | None
 
 
 def measure(metrics: Sequence[str], model: nn.Module, image: Tensor, exp: Explanation, *,
-            reference: Tensor | None, truth: Tensor | None, scoring: Scoring) -> dict[str, Value]:
+            reference: Tensor | None, truth: Tensor | None, scoring: Scoring,
+            known: dict[int, dict[str, Tensor]] | None = None) -> dict[str, Value]:
     """The columns of ``metrics`` (module docstring) for ``exp``, one explanation of ``image``
     (the model's input ``(C, *S)``) whose prediction is ``reference``; ``truth`` is the item's
-    ground-truth label map or ``None``.  No column is NaN: undefined values are ``None``."""
+    ground-truth label map or ``None``, ``known`` a scene's evidence masks by class or ``None``.
+    No column is NaN: undefined values are ``None``."""
     start = time.perf_counter()
     row: dict[str, Value] = {}
     common = {"baseline": scoring.baseline, "reference": reference}
@@ -97,22 +103,33 @@ def measure(metrics: Sequence[str], model: nn.Module, image: Tensor, exp: Explan
             row[f"{kind}_prob_area"], row[f"{kind}_dice_area"] = curve.prob_area, curve.dice_area
             row[f"{kind}_score_area"] = curve.score_area
     if "evidence" in metrics:
-        row.update(evidence(exp.map[0], exp.cls, truth))
+        row.update(evidence(exp.map[0], exp.cls, truth, known))
     if metrics:
         row["metric_seconds"] = time.perf_counter() - start
     return defined(row)
 
 
-def evidence(heatmap: Tensor, cls: int, truth: Tensor | None) -> dict[str, Value]:
+SCENE_COLUMNS = tuple(f"{kind}_{k}" for kind in ("share", "lift") for k in EVIDENCE_KEYS)
+
+
+def evidence(heatmap: Tensor, cls: int, truth: Tensor | None,
+             known: dict[int, dict[str, Tensor]] | None = None) -> dict[str, Value]:
     """``share_true``, ``lift_true`` and ``pointing`` of ``heatmap (*S)`` on the ground truth's
-    region of class ``cls`` (module docstring); ``None`` without ``truth`` and where undefined."""
+    region of class ``cls``, or on a scene's ``known`` evidence of ``cls`` with its
+    :data:`SCENE_COLUMNS` (module docstring); ``None`` without either and where undefined."""
+    blank: dict[str, Value] = dict.fromkeys(SCENE_COLUMNS)
+    if known is not None and cls in known:
+        masks = {k: at_size(m.to(heatmap.device), tuple(heatmap.shape)) for k, m in known[cls].items()}
+        scores = evidence_score(heatmap, masks)
+        return defined({"share_true": scores["share_true"], "lift_true": scores["lift_true"],
+                        "pointing": pointing_game(heatmap, masks["object"]), **{c: scores[c] for c in SCENE_COLUMNS}})
     if truth is None:
-        return {"share_true": None, "lift_true": None, "pointing": None}
+        return {"share_true": None, "lift_true": None, "pointing": None, **blank}
     region = at_size(truth, tuple(heatmap.shape)) == cls
     nothing = torch.zeros_like(region)
     scores = evidence_score(heatmap, {k: region if k == "object" else nothing for k in EVIDENCE_KEYS})
-    return defined({"share_true": scores["share_true"], "lift_true": scores["lift_true"],
-                    "pointing": pointing_game(heatmap, region)})
+    return {**defined({"share_true": scores["share_true"], "lift_true": scores["lift_true"],
+                       "pointing": pointing_game(heatmap, region)}), **blank}
 
 
 def defined(row: dict[str, Value]) -> dict[str, Value]:
