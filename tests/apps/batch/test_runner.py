@@ -308,3 +308,33 @@ def test_a_model_that_resizes_gets_nifti_maps_and_truth_on_the_inputs_grid(tmp_p
     assert summary.failed == 0 and summary.written == 1
     (written,) = (tmp_path / "out" / "nifti").glob("*.nii.gz")
     assert nib.load(written).shape == (16, 16, 8) and np.allclose(nib.load(written).affine, affine)
+
+
+def test_every_file_kind_is_read(tmp_path):
+    from PIL import Image
+
+    from segcam.models import UNet, save_weights
+
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = Image.open(SAMPLES / "scene-1.png").convert("RGB")
+    picture.save(images / "a.png")
+    picture.save(images / "b.jpg", quality=95)
+    picture.save(images / "c.tif")
+    np.save(images / "d.npy", np.asarray(picture, np.float32).transpose(2, 0, 1) / 255)
+    shutil.copy(SAMPLES / "scene-2.npz", images / "e.npz")
+    summary = run_batch(images, tmp_path / "out", config=BatchConfig(workers=0))
+    rows = table(tmp_path / "out")
+    assert summary.failed == 0 and {r["image"].rsplit(".", 1)[1] for r in rows} == {"png", "jpg", "tif", "npy", "npz"}
+    arch = {"num_classes": 3, "in_channels": 1, "width": 4, "depth": 2, "dims": 3}
+    torch.manual_seed(0)
+    save_weights(UNet(**arch).eval(), tmp_path / "u3.safetensors", {"arch": arch})
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    np.save(volumes / "v.npy", np.random.default_rng(0).random((1, 8, 16, 16)).astype(np.float32))
+    save_nifti(volumes / "w.nii.gz", np.random.default_rng(1).random((8, 16, 16)).astype(np.float32), np.eye(4))
+    summary = run_batch(volumes, tmp_path / "vol", model=str(tmp_path / "u3.safetensors"),
+                        config=BatchConfig(workers=0, targets="predicted:0,1,2"))
+    store = MapStore(tmp_path / "vol")
+    assert summary.failed == 0 and summary.written > 0 and all(store.get(k)[0].shape == (8, 16, 16) for k in store)
+    assert {r["image"].rsplit("/", 1)[1] for r in table(tmp_path / "vol")} == {"v.npy", "w.nii.gz"}
