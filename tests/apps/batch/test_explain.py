@@ -89,3 +89,26 @@ def test_methods_on_modified_inputs_explain_each_item_alone(tmp_path):
     for key in keys:
         same = torch.equal if "/input" in key else lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-5)
         assert same(one.get(key)[0], three.get(key)[0]), key  # input methods: the very same computation
+
+
+def test_a_binary_head_explained_together_equals_alone(tmp_path):
+    from segcam.models import UNet, save_weights
+
+    arch = {"num_classes": 1, "in_channels": 3, "width": 4, "depth": 2, "dims": 2}  # one sigmoid logit
+    torch.manual_seed(3)
+    save_weights(UNet(**arch).eval(), tmp_path / "binary.safetensors", {"arch": arch})
+    targets = [{"cls": 1, "region": {"kind": "box", "start": [8, 8], "stop": [40, 48]}}, {"cls": 0}]
+    with (tmp_path / "m.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["image", "targets"]] + [[str(SAMPLES / f"scene-{i + 1}.png"),
+                                                           json.dumps(targets[i % 2:])] for i in range(3)])
+    outs = {n: tmp_path / f"by{n}" for n in (1, 3)}
+    for n, out in outs.items():
+        run_batch(tmp_path / "m.csv", out, model=str(tmp_path / "binary.safetensors"),
+                  config=BatchConfig(workers=0, batch_size=n, dtype="float32", targets="manifest"))
+    alone, together = ({r["key"]: r for r in table(outs[n])} for n in (1, 3))
+    assert sorted(alone) == sorted(together) and {(r["target"], r["class"]) for r in alone.values()} == {
+        ("m0", 1), ("m1", 0), ("m0", 0)}  # class 1 = the logit z, class 0 = -z
+    one, three = MapStore(outs[1], dtype="float32"), MapStore(outs[3], dtype="float32")
+    for key, row in alone.items():
+        assert together[key]["score"] == pytest.approx(row["score"], rel=1e-5, abs=1e-6)
+        assert torch.allclose(one.get(key)[0], three.get(key)[0], rtol=0, atol=1e-5), key

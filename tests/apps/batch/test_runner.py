@@ -338,3 +338,18 @@ def test_every_file_kind_is_read(tmp_path):
     store = MapStore(tmp_path / "vol")
     assert summary.failed == 0 and summary.written > 0 and all(store.get(k)[0].shape == (8, 16, 16) for k in store)
     assert {r["image"].rsplit("/", 1)[1] for r in table(tmp_path / "vol")} == {"v.npy", "w.nii.gz"}
+
+
+def test_other_weights_under_the_same_path_are_another_run(tmp_path):
+    from segcam.models import UNet, save_weights
+
+    arch = {"num_classes": 6, "in_channels": 3, "width": 4, "depth": 2, "dims": 2}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_weights(UNet(**arch).eval(), tmp_path / "net.safetensors", {"arch": arch})
+        if seed == 0:
+            run_batch(str(SAMPLES / "scene-1.png").replace("scene-1", "scene-[1]"), tmp_path / "out",
+                      model=str(tmp_path / "net.safetensors"), config=BatchConfig(workers=0, targets="predicted:0"))
+    with pytest.raises(segcam.SegcamError, match="other settings .model_files"):
+        run_batch(str(SAMPLES / "scene-1.png").replace("scene-1", "scene-[1]"), tmp_path / "out",
+                  model=str(tmp_path / "net.safetensors"), config=BatchConfig(workers=0, targets="predicted:0"))

@@ -1,7 +1,7 @@
 """``DIR/run.json``: what a batch folder holds, so that a re-run resumes only the same run.
 
 A run's *settings* are everything that decides its rows and maps — the model (spec, weights,
-classes), targets, methods and their options, layers, map dtype, layer maps, metrics and their
+classes, and the SHA-256 of a weights file named by path), targets, methods and their options, layers, map dtype, layer maps, metrics and their
 scoring, the size limit — and its *items* are summed up as their count and a SHA-256 digest of
 ``index, image, mask, targets`` of each, in order.  :func:`check_run` writes them at the start of
 a run; a later run into a folder that already holds rows must have the same settings and begin
@@ -34,14 +34,25 @@ def settings_of(config: BatchConfig, model: str | LoadedModel, weights: str | No
     """The JSON-ready settings that decide a run's outputs."""
     spec = config.spec()
     shown = model if isinstance(model, str) else f"a loaded {type(model.model).__name__}"
+    files = [f for f in (model if isinstance(model, str) else None, weights) if f is not None and Path(f).is_file()]
     return json.loads(json.dumps({
         "model": shown, "weights": weights, "num_classes": num_classes,
+        "model_files": {str(f): _digest(Path(f)) for f in files},
         "targets": dataclasses.asdict(spec), "methods": list(config.methods),
         "options": {m: dict(config.options.get(m, {})) for m in config.methods},
         "layers": None if config.layers is None else list(config.layers), "dtype": config.dtype,
         "layer_maps": config.layer_maps, "metrics": list(config.metrics),
         "scoring": dataclasses.asdict(config.scoring) if config.metrics else None, "max_pixels": config.max_pixels,
     }, default=str))
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a weights file: the same path with other weights is another run."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_run(out: Path, settings: dict[str, Any], items: Iterable[Item]) -> None:
