@@ -353,3 +353,13 @@ def test_other_weights_under_the_same_path_are_another_run(tmp_path):
     with pytest.raises(segcam.SegcamError, match="other settings .model_files"):
         run_batch(str(SAMPLES / "scene-1.png").replace("scene-1", "scene-[1]"), tmp_path / "out",
                   model=str(tmp_path / "net.safetensors"), config=BatchConfig(workers=0, targets="predicted:0"))
+
+
+def test_a_bad_file_is_reported_in_the_log_too(folder, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="segcam.batch"):
+        run_batch(folder, tmp_path / "out", config=BatchConfig(workers=0))
+    log = (tmp_path / "out" / "batch.log").read_text().splitlines()
+    assert "run started: 3 items" in log[0] and "1 items failed" in log[-1]
+    failed = [line for line in log if "failed:" in line]
+    assert len(failed) == 1 and "item 0 (" in failed[0] and "scene-0-broken.png" in failed[0]
+    assert [r.getMessage() for r in caplog.records if "failed" in r.getMessage()] == [failed[0].split(" ", 1)[1]]

@@ -21,11 +21,14 @@ NIfTI with the input's affine.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,6 +46,8 @@ __all__ = ["BatchConfig", "Progress", "Record", "Result", "Summary", "explain_gr
            "write", "write_all"]
 
 Progress = Callable[[int, int, str], None]
+LOG = "batch.log"
+LOGGER = logging.getLogger("segcam.batch")
 
 
 @dataclass
@@ -139,26 +144,36 @@ def groups(items: Iterable[Decoded], size: int) -> Iterator[list[Decoded]]:
 def write_all(results: Iterable[Sequence[Result]], out: Path, config: BatchConfig, done: set[str], total: int,
               progress: Progress | None) -> Summary:
     """Write each group of ``results`` as it comes (from this process or from Ray actors) with
-    :func:`write`; an item is finished, and ``progress`` told, when its group is written.
+    :func:`write`; an item is finished, and ``progress`` told, when its group is written.  The
+    run's start, every failed item and its end go to ``DIR/batch.log`` (appended) and to the
+    ``segcam.batch`` logger (failures as warnings).
     (A writer thread overlapping the writes with the next group's compute measured no faster.)"""
     store = MapStore(out, dtype=config.dtype, layer_maps=config.layer_maps)
     summary, start, finished = Summary(), time.perf_counter(), 0
-    with TableWriter(out, flush_every=config.flush_every, csv=config.csv) as table:
+    with TableWriter(out, flush_every=config.flush_every, csv=config.csv) as table, \
+            (out / LOG).open("a", encoding="utf-8") as log:
+        _log(log, f"run started: {total} items, methods {', '.join(config.methods)}, targets {config.targets}")
         for group in results:
             summary.skipped += sum(skipped for _, skipped, _ in group)
-            write([r for records, _, _ in group for r in records], store, table, done, summary, out)
+            write([r for records, _, _ in group for r in records], store, table, done, summary, out, log)
             for _, _, name in group:
                 if name is not None:
                     finished += 1
                     if progress is not None:
                         progress(finished, total, name)
         store.close()
-    summary.seconds = time.perf_counter() - start
+        summary.seconds = time.perf_counter() - start
+        _log(log, "run ended: " + summary.lines()[0])
     return summary
 
 
+def _log(log: Any, line: str) -> None:
+    log.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
+    log.flush()
+
+
 def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: set[str], summary: Summary,
-          out: Path) -> None:
+          out: Path, log: Any = None) -> None:
     """Maps first (one :meth:`~.store.MapStore.put_many`), then rows, committed (a row means a
     whole map); the row of a failed item, or of one without targets, once."""
     maps = [r for r in records if r.map is not None]
@@ -173,6 +188,9 @@ def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: 
         if r.map is None:  # a failed item, or one without targets
             if r.row.get("error"):
                 summary.failed += 1
+                LOGGER.warning("item %s (%s) failed: %s", r.row["index"], r.row["image"], r.row["error"])
+                if log is not None:
+                    _log(log, f"item {r.row['index']} ({r.row['image']}) failed: {r.row['error']}")
             else:
                 summary.empty += 1
             if r.key not in done:
