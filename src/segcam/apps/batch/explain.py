@@ -35,7 +35,6 @@ class Record:
     row: dict[str, Any]
     map: Tensor | None = None
     layer_map: Tensor | None = None
-    attrs: dict[str, Any] | None = None
     affine: Any = None
     overlay: Overlay | None = None
     grid: tuple[int, ...] | None = None  # a NIfTI input's own spatial shape (its map is written at it)
@@ -78,8 +77,7 @@ def explain_group(ds: Sequence[Decoded], loaded: LoadedModel, explainer: Explain
 def _batchable(method: str) -> bool:
     """Whether ``method`` explains the images of a batch independently from one backward pass:
     a gradient method on a layer (not RISE, Score-CAM, nor a method on the input)."""
-    spec = METHODS.get(method)
-    return spec is not None and spec.gradients and not spec.on_input
+    return METHODS[method].gradients and not METHODS[method].on_input
 
 
 def _failed(d: Decoded, error: SegcamError) -> tuple[list[Record], int]:
@@ -113,8 +111,7 @@ def _explain(members: Sequence[tuple[Decoded, Tensor]], explainer: Explainer, co
     records: list[list[Record]] = [[] if pairs else [_nothing(d)] for (d, _), pairs in zip(members, found)]
     skipped = [0] * len(members)
     for method in config.methods:
-        on_input = METHODS[method].on_input if method in METHODS else False
-        source, layers, layer_names = (x, None, [INPUT]) if on_input else (fwd, names, names)
+        source, layers, layer_names = (x, None, [INPUT]) if METHODS[method].on_input else (fwd, names, names)
         todo = []
         for b, ((d, _), pairs) in enumerate(zip(members, found)):
             done_here = [sum(key_of(d, k, method, n) in done for n in layer_names) for k, _ in pairs]
@@ -134,7 +131,8 @@ def _explain(members: Sequence[tuple[Decoded, Tensor]], explainer: Explainer, co
                     if key_of(d, tkey, method, layer) in done:
                         continue  # explained at this layer by an earlier run (counted in skipped)
                     exp = _one(exps[where[b, j], layer], b, target, len(members) > 1)
-                    records[b].append(_record(d, x[b], exp, tkey, target, seconds, reference, explainer, config))
+                    records[b].append(_record(d, x[b], truths[b], exp, tkey, target, seconds, reference, explainer,
+                                              config))
     return list(zip(records, skipped))
 
 
@@ -187,23 +185,19 @@ def _prefix(d: Decoded) -> str:
     return f"{d.item.index:06d}"
 
 
-def _record(d: Decoded, x: Tensor, exp: Explanation, tkey: str, target: Target, seconds: float,
-            reference: Tensor | None, explainer: Explainer, config: BatchConfig) -> Record:
-    """The record of one explanation of item ``d`` (its preprocessed image ``x`` ``(C, *S)``)."""
-    base = {"index": d.item.index, "image": str(d.item.image)}
+def _record(d: Decoded, x: Tensor, truth: Tensor | None, exp: Explanation, tkey: str, target: Target,
+            seconds: float, reference: Tensor | None, explainer: Explainer, config: BatchConfig) -> Record:
+    """The record of one explanation of item ``d`` (its preprocessed image ``x`` ``(C, *S)``, its
+    ground truth at the model's grid and device)."""
     key = key_of(d, tkey, exp.method, exp.layer)
     name = exp.class_name or str(exp.cls)
-    score = float(exp.score[0])
-    attrs = {**base, "target": target.to_dict(), "class": exp.cls, "class_name": name, "method": exp.method,
-             "options": exp.options, "layer": exp.layer, "score": score}
-    row = {**base, "key": key, "target": tkey, "target_json": json.dumps(target.to_dict()),
-           "class": exp.cls, "class_name": name, "method": exp.method,
-           "options": json.dumps(exp.options, sort_keys=True), "layer": exp.layer, "score": score,
+    row = {"index": d.item.index, "image": str(d.item.image), "key": key, "target": tkey,
+           "target_json": json.dumps(target.to_dict()), "class": exp.cls, "class_name": name, "method": exp.method,
+           "options": json.dumps(exp.options, sort_keys=True), "layer": exp.layer, "score": float(exp.score[0]),
            "region_pixels": int(exp.region[0].sum()), "seconds": seconds, "error": None,
-           **measure(config.metrics, explainer.model, x, exp, reference=reference,
-                     truth=None if d.truth is None else d.truth.to(exp.map.device), scoring=config.scoring,
-                     known=d.evidence)}
+           **measure(config.metrics, explainer.model, x, exp, reference=reference, truth=truth,
+                     scoring=config.scoring, known=d.evidence)}
     region = exp.region[0].cpu()
     overlay = Overlay(x, region, f"{exp.method} · layer {exp.layer} · {name}") if config.overlays else None
     grid = None if d.affine is None else tuple(d.image.shape[1:])
-    return Record(key, row, exp.map[0].cpu(), exp.layer_map[0].cpu(), attrs, d.affine, overlay, grid)
+    return Record(key, row, exp.map[0].cpu(), exp.layer_map[0].cpu(), d.affine, overlay, grid)

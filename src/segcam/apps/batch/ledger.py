@@ -55,20 +55,18 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_run(out: Path, settings: dict[str, Any], items: Iterable[Item]) -> None:
+def check_run(out: Path, settings: dict[str, Any], items: Iterable[Item]) -> int:
     """Refuse a run into ``out`` whose settings or first items differ from the run already
-    there; then record this one (module docstring)."""
+    there; then record this one (module docstring) and return its number of items."""
     path = out / RUN
     before = _read(path) if done_keys(out) else None  # a run that wrote no row yet mixes nothing: replaced
     count, digest, prefix = 0, hashlib.sha256(), None
     for item in items:
-        if before is not None and count == before["items"]:
-            prefix = digest.hexdigest()
         digest.update(json.dumps([item.index, str(item.image), None if item.mask is None else str(item.mask),
                                   item.targets], default=str).encode() + b"\n")
         count += 1
-    if before is not None and count == before["items"]:
-        prefix = digest.hexdigest()
+        if before is not None and count == before["items"]:
+            prefix = digest.hexdigest()  # the digest of as many items as the earlier run had
     if before is not None:
         changed = [k for k in sorted(set(settings) | set(before["settings"]))
                    if settings.get(k) != before["settings"].get(k)]
@@ -84,6 +82,7 @@ def check_run(out: Path, settings: dict[str, Any], items: Iterable[Item]) -> Non
     tmp = path.with_name(f".{RUN}.tmp")
     tmp.write_text(json.dumps({"settings": settings, "items": count, "digest": digest.hexdigest()}, indent=1))
     os.replace(tmp, path)
+    return count
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -100,12 +100,12 @@ def run_batch_ray(inputs: str | Path, out: str | Path, *, model: str = "default"
         raise SegcamError(f"the Ray engine loads the model in each actor, so it needs the model's spec (a str such "
                           f"as 'default' or a file path), got {type(model).__name__}; run_batch takes loaded models.")
     config.spec()  # a bad target spec fails before Ray starts
-    items = [_item_row(item) for item in iter_items(inputs)]
+    found = list(iter_items(inputs))
     grouped: dict[int, list[dict[str, Any]]] = {}
-    for row in items:
-        grouped.setdefault(row["index"] // config.batch_size, []).append(row)
+    for item in found:
+        grouped.setdefault(item.index // config.batch_size, []).append(_item_row(item))
     out = output_folder(out)
-    check_run(out, settings_of(config, model, weights, num_classes), iter_items(inputs))
+    check_run(out, settings_of(config, model, weights, num_classes), found)
     done = done_keys(out)
     module = _ray()
     with _session(module, ray):
@@ -114,7 +114,7 @@ def run_batch_ray(inputs: str | Path, out: str | Path, *, model: str = "default"
         data = module.data.from_items([{"group": json.dumps(g)} for g in grouped.values()]).map_batches(
             _Actor, batch_size=1, batch_format="pyarrow", compute=module.data.ActorPoolStrategy(size=ray.actors),
             num_cpus=ray.cpus_per_actor, num_gpus=ray.gpus_per_actor, fn_constructor_kwargs=actor)
-        return write_all(_results(data), out, config, done, len(items), progress)
+        return write_all(_results(data), out, config, done, len(found), progress)
 
 
 class _Actor:
@@ -181,7 +181,6 @@ def _columns(record: Record, item: Item, dtype: torch.dtype) -> dict[str, Any]:
     return {"index": item.index, "name": item.name, "key": record.key, "row": json.dumps(record.row),
             "dtype": str(dtype).removeprefix("torch."),
             **_cells("map", record.map, dtype), **_cells("layer_map", record.layer_map, dtype),
-            "attrs": None if record.attrs is None else json.dumps(record.attrs),
             "affine": None if record.affine is None else json.dumps(np.asarray(record.affine).tolist()),
             "grid": None if record.grid is None else list(record.grid),
             **_cells("overlay_image", None if overlay is None else overlay.image, torch.float32),
@@ -203,7 +202,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
                for suffix, kind in (("", pa.large_binary()), ("_shape", pa.list_(pa.int64())))]
     schema = pa.schema([("index", pa.int64()), ("name", pa.string()), ("skipped", pa.int64()), ("end", pa.bool_()),
                         ("key", pa.string()), ("dtype", pa.string()), ("grid", pa.list_(pa.int64())),
-                        ("row", pa.large_string()), ("attrs", pa.large_string()), ("affine", pa.string()),
+                        ("row", pa.large_string()), ("affine", pa.string()),
                         ("overlay_title", pa.string()), ("failure", pa.string()), *tensors])
     return pa.Table.from_pylist(rows, schema=schema)
 
@@ -231,7 +230,7 @@ def _record(cells: Mapping[str, Any]) -> Record:
     dtype = np.dtype(cells["dtype"])
     heatmap, layer = _tensor(cells, "map", dtype), _tensor(cells, "layer_map", dtype)
     return Record(cells["key"], json.loads(cells["row"]), None if heatmap is None else heatmap.float(),
-                  None if layer is None else layer.float(), None if cells["attrs"] is None else json.loads(cells["attrs"]),
+                  None if layer is None else layer.float(),
                   None if affine is None else np.asarray(json.loads(affine)), overlay,
                   None if cells["grid"] is None else tuple(cells["grid"]))
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ... import Explainer, LoadedModel, SegcamError, load_model
-from ...data import count_items, iter_items
+from ...data import iter_items
 from .config import BatchConfig
 from .decode import Decoded, decoded
 from .explain import Record, Result, check_settings, explain_group
@@ -80,8 +80,8 @@ def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel =
     config = config or BatchConfig()
     config.spec()  # a bad target spec fails before anything is read
     target = check_device(device)
-    total = count_items(inputs)
-    check_run(output_folder(out), settings_of(config, model, weights, num_classes), iter_items(inputs))
+    out = output_folder(out)
+    total = check_run(out, settings_of(config, model, weights, num_classes), iter_items(inputs))
     with decoded(iter_items(inputs), workers=config.workers, ahead=config.ahead,
                  max_pixels=config.max_pixels) as items:  # the readers start while the model loads
         loaded = model if isinstance(model, LoadedModel) else load_model(model, weights=weights,
@@ -89,8 +89,6 @@ def run_batch(inputs: str | Path, out: str | Path, *, model: str | LoadedModel =
         with on_device(loaded.model, target):
             explainer = Explainer.from_loaded(loaded)
             check_settings(explainer, config)  # a bad layer or class fails now, not as an error row per item
-            out = Path(out)
-            out.mkdir(parents=True, exist_ok=True)
             done = done_keys(out)
             results = (explain_group(g, loaded, explainer, config, done) for g in groups(items, config.batch_size))
             return write_all(results, out, config, done, total, progress)
@@ -167,17 +165,23 @@ def write_all(results: Iterable[Sequence[Result]], out: Path, config: BatchConfi
     return summary
 
 
+def _attrs(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as its map's attributes in the store, without the timings (they differ run to run)."""
+    return {k: v for k, v in row.items() if not k.endswith("seconds")}
+
+
 def _log(log: Any, line: str) -> None:
     log.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
     log.flush()
 
 
 def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: set[str], summary: Summary,
-          out: Path, log: Any = None) -> None:
-    """Maps first (one :meth:`~.store.MapStore.put_many`), then rows, committed (a row means a
-    whole map); the row of a failed item, or of one without targets, once."""
+          out: Path, log: Any) -> None:
+    """Maps first (one :meth:`~.store.MapStore.put_many`, each with its row as attributes), then
+    rows, committed (a row means a whole map); the row of a failed item, or of one without
+    targets, once; failures logged to ``log`` and the ``segcam.batch`` logger."""
     maps = [r for r in records if r.map is not None]
-    store.put_many([Entry(r.key, r.map, r.layer_map, r.attrs) for r in maps])
+    store.put_many([Entry(r.key, r.map, r.layer_map, _attrs(r.row)) for r in maps])
     for r in maps:
         if r.affine is not None:
             (out / "nifti").mkdir(exist_ok=True)
@@ -188,9 +192,9 @@ def write(records: Sequence[Record], store: MapStore, table: TableWriter, done: 
         if r.map is None:  # a failed item, or one without targets
             if r.row.get("error"):
                 summary.failed += 1
-                LOGGER.warning("item %s (%s) failed: %s", r.row["index"], r.row["image"], r.row["error"])
-                if log is not None:
-                    _log(log, f"item {r.row['index']} ({r.row['image']}) failed: {r.row['error']}")
+                failure = f"item {r.row['index']} ({r.row['image']}) failed: {r.row['error']}"
+                LOGGER.warning(failure)
+                _log(log, failure)
             else:
                 summary.empty += 1
             if r.key not in done:

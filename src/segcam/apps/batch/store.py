@@ -141,13 +141,13 @@ class MapStore:
         keys = [c[0] for c in checked]
         if len(set(keys)) != len(keys):
             raise SegcamError("put_many got the same key twice; give each explanation its own key.")
-        writes: dict[str, list[tuple[int, str, Tensor, str | None]]] = {}
+        writes: dict[str, list[tuple[str, Tensor, str | None]]] = {}
         for key, values, layer, attrs in checked:
             self._forget_elsewhere(key, _stack_name("map", values))
-            writes.setdefault(_stack_name("map", values), []).append((0, key, values, attrs))
+            writes.setdefault(_stack_name("map", values), []).append((key, values, attrs))
             if layer is not None:
                 self._forget_elsewhere(key, _stack_name("layer", layer))
-                writes.setdefault(_stack_name("layer", layer), []).append((0, key, layer, None))
+                writes.setdefault(_stack_name("layer", layer), []).append((key, layer, None))
         plans = {name: self._slots(name, rows) for name, rows in writes.items()}
         for name, rows in plans.items():  # the data first …
             _write_runs(self._stacks[name].data, [(s, v.numpy()) for s, _, v, _ in rows])
@@ -218,14 +218,14 @@ class MapStore:
                               "dtype='float32' or normalise the map.")
         return values.to(self.dtype)
 
-    def _slots(self, name: str, rows: list[tuple[int, str, Tensor, str | None]],
+    def _slots(self, name: str, rows: list[tuple[str, Tensor, str | None]],
                ) -> list[tuple[int, str, Tensor, str | None]]:
         """``rows`` with their slots in stack ``name`` (made when new): a key's own, else the next free."""
         if name not in self._stacks:
             self._stacks[name] = _Stack(self._root, name, self.dtype)
         stack = self._stacks[name]
         placed = []
-        for _, key, values, attrs in rows:
+        for key, values, attrs in rows:
             slot = stack.slots.get(key)
             if slot is None:
                 slot, stack.size = stack.size, stack.size + 1
